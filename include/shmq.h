@@ -1,0 +1,143 @@
+/* shmq: message queues between processes through shared memory.
+ *
+ * One shared-memory segment holds a bounded multi-producer multi-consumer ring.
+ * Producers and consumers copy message bytes in and out with atomics only; they
+ * sleep in the kernel (futex) only when they must wait. A process killed at any
+ * instruction never makes the others hang or read a torn message.
+ *
+ * Conventions (the same for every function here):
+ *  - Return 0 or a non-negative count on success, -errno on failure. No global
+ *    error state, no abort(), nothing printed.
+ *  - Timeouts are relative, in nanoseconds: -1 waits forever, 0 never blocks.
+ *    Internally they become a CLOCK_MONOTONIC deadline; signals never shorten or
+ *    extend a wait and -EINTR is never returned.
+ *  - Errors with a fixed meaning:
+ *      -EAGAIN     would block and the timeout is 0
+ *      -ETIMEDOUT  the timeout expired
+ *      -EMSGSIZE   message larger than msg_max, or larger than the caller's
+ *                  buffer (the message then stays queued)
+ *      -EPIPE      the other side is gone (closed or dead) and, for readers,
+ *                  nothing is left to read
+ *      -EINVAL     bad argument
+ *      -EBADF      the handle lacks the role (SHMQ_RD / SHMQ_WR) the call needs
+ *      -EEXIST / -ENOENT   create / open of a named segment
+ *      -EPROTO     not a shmq segment, another layout version, or an
+ *                  inconsistent (corrupted or hostile) header or ring state
+ *      -EUSERS     the participant table (SHMQ_MAX_PARTICIPANTS) is full
+ *      -ENOMEM     out of memory
+ *  - Handles are process-local. Every call on a queue handle may run
+ *    concurrently with any other call on the same or another handle, from any
+ *    thread or process, except shmq_queue_close(), which must not race with
+ *    other calls on the same handle.
+ */
+#ifndef SHMQ_H
+#define SHMQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- Queue ---- */
+
+typedef struct shmq_queue shmq_queue; /* process-local handle */
+
+struct shmq_queue_attr {
+	uint32_t capacity; /* ring size in 64-byte cells, rounded up to a power of
+			      two; 0: SHMQ_DEFAULT_CAPACITY */
+	uint32_t msg_max;  /* largest message in bytes; 0: SHMQ_DEFAULT_MSG_MAX */
+	uint32_t flags;    /* SHMQ_JOINABLE, SHMQ_NOROLES */
+	uint32_t mode;     /* permission bits of a named segment; 0: 0600 */
+};
+
+enum { SHMQ_RD = 1, SHMQ_WR = 2, SHMQ_RDWR = 3 }; /* roles, like O_RDONLY/O_WRONLY */
+enum {
+	SHMQ_JOINABLE = 1, /* shmq_queue_attr.flags: reserved for JoinableQueue */
+	SHMQ_NOROLES = 2,  /* the creator holds no role: the queue waits for its
+			      first producer and consumer (what `shmq create` does) */
+};
+
+/* Limits. A message of n bytes occupies 1 + ceil((n - 52) / 56) cells. */
+#define SHMQ_DEFAULT_CAPACITY 4096u        /* cells: 256 KiB of ring */
+#define SHMQ_DEFAULT_MSG_MAX (64u * 1024u) /* bytes */
+#define SHMQ_MAX_CAPACITY (1u << 24)       /* cells: 1 GiB of ring */
+#define SHMQ_MAX_MSG_MAX (16u << 20)       /* bytes */
+#define SHMQ_MAX_PARTICIPANTS 1024u        /* open handles on one queue, all
+					      processes together */
+
+/* Fill *attr with the defaults (every field 0). */
+void shmq_queue_attr_init(struct shmq_queue_attr *attr);
+
+/* Create a queue. name NULL: anonymous (memfd, sealed against resizing), shared
+ * with children by fork() or with other processes through shmq_queue_fd().
+ * Otherwise a POSIX shm name ("/jobs"), created O_EXCL with attr->mode.
+ * attr NULL means the defaults. The creator holds SHMQ_RDWR unless
+ * attr->flags has SHMQ_NOROLES. The ring must hold at least one message of
+ * msg_max bytes: capacity is raised to fit it.
+ * Returns 0 and *out; -EINVAL (bad name or attr), -EEXIST, -EACCES, -ENOMEM,
+ * -EUSERS, or another -errno from shm_open/memfd_create/ftruncate/mmap. */
+int shmq_queue_create(const char *name, const struct shmq_queue_attr *attr,
+		      shmq_queue **out);
+
+/* Open a named queue with roles (SHMQ_RD, SHMQ_WR, SHMQ_RDWR, or 0 to only
+ * look: qsize, empty, full). Waits up to 100 ms for a creator that is still
+ * writing the header.
+ * Returns 0 and *out; -ENOENT, -EACCES, -EPROTO (not a valid shmq segment),
+ * -EINVAL, -EUSERS, -ENOMEM. */
+int shmq_queue_open(const char *name, int roles, shmq_queue **out);
+
+/* The segment's file descriptor (close-on-exec, owned by the handle: do not
+ * close it). Send it over a unix socket (SCM_RIGHTS); the receiver calls
+ * shmq_queue_open_fd(). Returns the fd. */
+int shmq_queue_fd(shmq_queue *q);
+
+/* Open a queue from a segment fd (dup'ed: the caller keeps its fd).
+ * Returns 0 and *out; -EPROTO, -EINVAL, -EUSERS, -ENOMEM, -EBADF. */
+int shmq_queue_open_fd(int fd, int roles, shmq_queue **out);
+
+/* Drop roles (SHMQ_RD, SHMQ_WR or both) from this handle and keep it. Dropping
+ * the last producer role wakes consumers so they can see end of data.
+ * Returns 0; -EINVAL for bad roles. */
+int shmq_queue_shutdown(shmq_queue *q, int roles);
+
+/* Drop every role, unmap, free the handle. Never fails for a valid handle:
+ * returns 0 (or -EINVAL for NULL). */
+int shmq_queue_close(shmq_queue *q);
+
+/* Remove a queue's name; attached handles keep working.
+ * Returns 0; -ENOENT, -EINVAL, -EACCES. */
+int shmq_unlink(const char *name);
+
+/* Put one message of len bytes (0 .. msg_max); waits for room up to timeout_ns.
+ * Returns 0; -EAGAIN (full, timeout 0), -ETIMEDOUT, -EMSGSIZE (len > msg_max),
+ * -EPIPE (every consumer that ever attached is gone: closed, shut down or
+ * dead), -EBADF (no SHMQ_WR role), -EINVAL (buf NULL and len > 0), -EPROTO.
+ * On failure the queue is as it was. */
+int shmq_put(shmq_queue *q, const void *buf, size_t len, int64_t timeout_ns);
+
+/* Get the oldest message into buf; waits for one up to timeout_ns. Messages of
+ * one producer come out in the order it put them; each is delivered once.
+ * Returns the message length; -EAGAIN (empty, timeout 0), -ETIMEDOUT,
+ * -EMSGSIZE (the next message is larger than cap; it stays queued),
+ * -EPIPE (empty, and every producer that attached is gone: end of data),
+ * -EBADF (no SHMQ_RD role), -EINVAL, -EPROTO (a corrupted message, which is
+ * dropped). A message whose producer died while writing it is skipped. */
+ssize_t shmq_get(shmq_queue *q, void *buf, size_t cap, int64_t timeout_ns);
+
+/* Snapshots: number of queued messages; 1/0 for empty and full (a full queue
+ * has no room for a one-cell message). -EINVAL for NULL. */
+ssize_t shmq_qsize(shmq_queue *q);
+int shmq_empty(shmq_queue *q);
+int shmq_full(shmq_queue *q);
+
+/* Geometry of the queue: largest message in bytes and ring capacity in cells. */
+size_t shmq_msg_max(shmq_queue *q);
+size_t shmq_capacity(shmq_queue *q);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,182 @@
+/* Participant layer: slots, roles, liveness and reaping of dead processes. */
+#include "part.h"
+#include "wait.h"
+#include "shmq.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PID_BITS 22u
+#define PID_MASK ((1ull << PID_BITS) - 1)
+#define ROLES_SHIFT PID_BITS
+#define ROLES_MASK (3ull << ROLES_SHIFT)
+#define START_SHIFT 24u
+#define SLOT_BITS 10u /* SHMQ_MAX_PARTICIPANTS == 1 << SLOT_BITS */
+#define GEN_MASK ((1u << (PART_TAG_BITS - SLOT_BITS)) - 1)
+
+/* This process's id without roles, recomputed after fork (pid changes). */
+static _Atomic uint64_t self_id_cache;
+
+enum proc_state { PROC_GONE, PROC_LIVE, PROC_UNKNOWN };
+
+/* Read state and start time (clock ticks since boot) of a process. */
+static enum proc_state proc_stat(pid_t pid, uint64_t *start)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? PROC_GONE : PROC_UNKNOWN;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return n == 0 ? PROC_GONE : PROC_UNKNOWN;
+	buf[n] = 0;
+	/* "pid (comm) S ppid ..." — comm may hold spaces and parens. */
+	char *p = strrchr(buf, ')');
+	if (!p || p[1] != ' ')
+		return PROC_UNKNOWN;
+	char state = p[2];
+	if (state == 'Z' || state == 'X')
+		return PROC_GONE;
+	p += 2;
+	for (int field = 3; field < 22 && p; field++) {
+		p = strchr(p, ' ');
+		if (p)
+			p++;
+	}
+	if (!p)
+		return PROC_UNKNOWN;
+	*start = strtoull(p, NULL, 10);
+	return PROC_LIVE;
+}
+
+static uint64_t self_id(void)
+{
+	pid_t pid = getpid();
+	uint64_t id = atomic_load_explicit(&self_id_cache, memory_order_relaxed);
+	if ((id & PID_MASK) == (uint64_t)pid)
+		return id;
+	uint64_t start = 0;
+	proc_stat(pid, &start); /* /proc missing: start 0, still a valid id */
+	id = (uint64_t)pid | (start << START_SHIFT);
+	atomic_store_explicit(&self_id_cache, id, memory_order_relaxed);
+	return id;
+}
+
+/* Is the process behind id alive and still holding the segment at fdno? */
+static bool id_alive(const struct seg *s, uint64_t id, int32_t fdno)
+{
+	pid_t pid = (pid_t)(id & PID_MASK);
+	uint64_t start = id >> START_SHIFT, now_start = 0;
+
+	if ((id & ~ROLES_MASK) == self_id())
+		return true;
+	switch (proc_stat(pid, &now_start)) {
+	case PROC_GONE:
+		return false;
+	case PROC_UNKNOWN:
+		return true;
+	case PROC_LIVE:
+		if (now_start != start)
+			return false; /* pid reused by another process */
+	}
+	char path[64];
+	struct stat st;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, (int)fdno);
+	if (stat(path, &st) < 0)
+		return errno != ENOENT; /* closed (or exec'd): gone */
+	return st.st_dev == s->dev && st.st_ino == s->ino;
+}
+
+static void membership_changed(struct seg *s)
+{
+	atomic_fetch_add_explicit(&s->hdr->epoch, 1, memory_order_seq_cst);
+	ec_notify(&s->hdr->ec_data);
+	ec_notify(&s->hdr->ec_room);
+}
+
+int part_claim(struct seg *s, int roles)
+{
+	uint64_t id = self_id() | ((uint64_t)roles << ROLES_SHIFT);
+	for (int attempt = 0; attempt < 2; attempt++) {
+		for (uint32_t i = 0; i < s->geom.nparts; i++) {
+			struct seg_part *p = &s->parts[i];
+			uint64_t free_id = 0;
+			if (atomic_load_explicit(&p->id, memory_order_relaxed) ||
+			    !atomic_compare_exchange_strong(&p->id, &free_id, id))
+				continue;
+			atomic_fetch_add(&p->gen, 1);
+			atomic_store(&p->fdno, s->fd);
+			atomic_fetch_or(&s->hdr->ever, (uint32_t)roles);
+			membership_changed(s);
+			return (int)i;
+		}
+		if (part_reap_dead(s) == 0)
+			break;
+	}
+	return -EUSERS;
+}
+
+void part_set_roles(struct seg *s, int slot, int roles)
+{
+	_Atomic uint64_t *idp = &s->parts[slot].id;
+	uint64_t id = atomic_load(idp);
+	while (!atomic_compare_exchange_weak(idp, &id, (id & ~ROLES_MASK) |
+							   ((uint64_t)roles << ROLES_SHIFT)))
+		;
+	membership_changed(s);
+}
+
+void part_release(struct seg *s, int slot)
+{
+	atomic_store(&s->parts[slot].id, 0);
+	membership_changed(s);
+}
+
+uint32_t part_tag(struct seg *s, int slot)
+{
+	uint32_t gen = atomic_load_explicit(&s->parts[slot].gen, memory_order_relaxed);
+	return (uint32_t)slot | (gen & GEN_MASK) << SLOT_BITS;
+}
+
+struct part_counts part_count(struct seg *s)
+{
+	struct part_counts c = { 0, 0 };
+	for (uint32_t i = 0; i < s->geom.nparts; i++) {
+		uint64_t id = atomic_load_explicit(&s->parts[i].id, memory_order_acquire);
+		if (!id)
+			continue;
+		c.consumers += !!(id & ((uint64_t)1 << ROLES_SHIFT));
+		c.producers += !!(id & ((uint64_t)2 << ROLES_SHIFT));
+	}
+	return c;
+}
+
+int part_reap_dead(struct seg *s)
+{
+	int reaped = 0;
+	for (uint32_t i = 0; i < s->geom.nparts; i++) {
+		struct seg_part *p = &s->parts[i];
+		uint64_t id = atomic_load(&p->id);
+		if (id && !id_alive(s, id, atomic_load(&p->fdno)))
+			reaped += atomic_compare_exchange_strong(&p->id, &id, 0);
+	}
+	if (reaped)
+		membership_changed(s);
+	return reaped;
+}
+
+bool part_tag_gone(struct seg *s, uint32_t tag)
+{
+	struct seg_part *p = &s->parts[tag & (SHMQ_MAX_PARTICIPANTS - 1)];
+	if ((atomic_load(&p->gen) & GEN_MASK) != (tag >> SLOT_BITS & GEN_MASK))
+		return true;
+	uint64_t id = atomic_load(&p->id);
+	return !id || !id_alive(s, id, atomic_load(&p->fdno));
+}

@@ -1,0 +1,39 @@
+/* Participant layer: who holds a segment, with which roles, and who is dead.
+ *
+ * Every open handle owns one slot of the segment's participant table. A slot's
+ * id packs pid (22 bits), roles (2 bits) and the process start time in clock
+ * ticks (40 bits): a reused pid has another start time, so it is never taken
+ * for the dead process. A process that exec()s loses its close-on-exec segment
+ * fd; the liveness check sees that through /proc/PID/fd and counts it as gone.
+ */
+#ifndef SHMQ_PART_H
+#define SHMQ_PART_H
+
+#include "seg.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Owner tag stored in ring cells: slot (10 bits) | gen (6 bits). */
+#define PART_TAG_BITS 16u
+
+struct part_counts {
+	uint32_t producers, consumers;
+};
+
+/* Claim a slot for this process with roles. Returns the slot index or -EUSERS. */
+int part_claim(struct seg *s, int roles);
+/* Change the roles of our own slot; release it (roles -1). */
+void part_set_roles(struct seg *s, int slot, int roles);
+void part_release(struct seg *s, int slot);
+/* The tag the ring writes into cells owned by this slot. */
+uint32_t part_tag(struct seg *s, int slot);
+/* Count roles over the table (no liveness checks: cheap). */
+struct part_counts part_count(struct seg *s);
+/* Check every occupied slot's liveness and reap the dead (their roles end).
+ * Returns how many were reaped. Costs a few syscalls per participant. */
+int part_reap_dead(struct seg *s);
+/* Is the owner named by a cell tag gone (closed, dead or exec'd)? */
+bool part_tag_gone(struct seg *s, uint32_t tag);
+
+#endif

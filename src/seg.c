@@ -1,0 +1,231 @@
+/* Segment layer: create, open, validate and map shmq segments. */
+#include "seg.h"
+#include "shmq.h"
+#include "wait.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define OPEN_WAIT_NS (100 * 1000 * 1000) /* for a creator still writing */
+
+static uint64_t round_up(uint64_t v, uint64_t to)
+{
+	return (v + to - 1) / to * to;
+}
+
+static uint64_t geom_checksum(const struct seg_geom *g)
+{
+	const unsigned char *p = (const unsigned char *)g;
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+	for (size_t i = 0; i < sizeof(*g); i++)
+		h = (h ^ p[i]) * 0x100000001b3ull;
+	return h;
+}
+
+int seg_geometry(uint32_t capacity, uint32_t msg_max, struct seg_geom *g)
+{
+	if (msg_max == 0)
+		msg_max = SHMQ_DEFAULT_MSG_MAX;
+	if (capacity == 0)
+		capacity = SHMQ_DEFAULT_CAPACITY;
+	if (msg_max > SHMQ_MAX_MSG_MAX || capacity > SHMQ_MAX_CAPACITY)
+		return -EINVAL;
+	uint64_t cap = SEG_MIN_CAPACITY;
+	while (cap < capacity || cap < seg_cells_for(msg_max))
+		cap <<= 1;
+	memset(g, 0, sizeof(*g));
+	g->version = SEG_VERSION;
+	g->cell_size = SEG_CELL;
+	g->capacity = (uint32_t)cap;
+	g->msg_max = msg_max;
+	g->nparts = SHMQ_MAX_PARTICIPANTS;
+	g->parts_off = round_up(sizeof(struct seg_hdr), SEG_LINE);
+	g->cells_off = round_up(g->parts_off + (uint64_t)g->nparts * sizeof(struct seg_part), 4096);
+	g->size = g->cells_off + cap * SEG_CELL;
+	return 0;
+}
+
+/* A header is valid when its geometry is exactly what seg_geometry() computes
+ * from its own capacity and msg_max, the checksum matches, and the segment is
+ * big enough: nothing else in it is trusted. */
+static int geom_valid(const struct seg_geom *g, uint64_t checksum, uint64_t file_size)
+{
+	struct seg_geom want;
+	if (g->version != SEG_VERSION || geom_checksum(g) != checksum)
+		return 0;
+	if (g->capacity & (g->capacity - 1))
+		return 0;
+	if (seg_geometry(g->capacity, g->msg_max, &want) < 0)
+		return 0;
+	want.flags = g->flags;
+	return memcmp(&want, g, sizeof(want)) == 0 && g->size <= file_size;
+}
+
+static int map_fd(struct seg *s, int fd, const struct seg_geom *g)
+{
+	size_t size = g->size;
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		int err = -errno;
+		munmap(p, size);
+		return err;
+	}
+	s->hdr = p;
+	s->geom = *g; /* never re-read from shared memory after validation */
+	s->map_size = size;
+	s->fd = fd;
+	s->dev = st.st_dev;
+	s->ino = st.st_ino;
+	s->parts = (struct seg_part *)((char *)p + g->parts_off);
+	s->cells = (struct seg_cell *)((char *)p + g->cells_off);
+	return 0;
+}
+
+static int name_valid(const char *name)
+{
+	size_t n = strnlen(name, NAME_MAX + 1);
+	if (n == 0 || n > NAME_MAX)
+		return 0;
+	const char *body = name[0] == '/' ? name + 1 : name;
+	return *body && !strchr(body, '/');
+}
+
+int seg_create(struct seg *s, const char *name, uint32_t capacity, uint32_t msg_max,
+	       uint32_t flags, uint32_t mode)
+{
+	struct seg_geom g;
+	int fd, err;
+
+	if (seg_geometry(capacity, msg_max, &g) < 0 || (mode & ~07777u))
+		return -EINVAL;
+	g.flags = flags;
+	if (name) {
+		if (!name_valid(name))
+			return -EINVAL;
+		fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		/* Exactly the mode asked for, whatever the umask. */
+		if (fd >= 0 && fchmod(fd, mode ? mode : 0600) < 0) {
+			err = -errno;
+			goto fail;
+		}
+	} else {
+		fd = memfd_create("shmq", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	}
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)g.size) < 0) {
+		err = -errno;
+		goto fail;
+	}
+	/* No peer may shrink the segment under the others (SIGBUS). */
+	if (!name && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		err = -errno;
+		goto fail;
+	}
+	struct seg_hdr *h = mmap(NULL, g.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (h == MAP_FAILED) {
+		err = -errno;
+		goto fail;
+	}
+	h->geom = g; /* the file is zero-filled: every cell is FREE at lap 0 */
+	h->checksum = geom_checksum(&g);
+	atomic_store_explicit(&h->magic, SEG_MAGIC, memory_order_release);
+	munmap(h, g.size);
+	err = map_fd(s, fd, &g);
+	if (err == 0)
+		return 0;
+fail:
+	close(fd);
+	if (name)
+		shm_unlink(name);
+	return err;
+}
+
+/* Validate and map an fd the caller hands over (closed on failure). Waits
+ * briefly for a creator that has not yet sized the file or published magic. */
+static int seg_adopt(struct seg *s, int fd)
+{
+	int64_t deadline = wait_deadline(OPEN_WAIT_NS);
+	struct stat st;
+	int err = -EPROTO;
+
+	for (;;) {
+		if (fstat(fd, &st) < 0) {
+			err = -errno;
+			break;
+		}
+		if ((uint64_t)st.st_size >= sizeof(struct seg_hdr)) {
+			struct seg_hdr *h = mmap(NULL, sizeof(*h), PROT_READ, MAP_SHARED, fd, 0);
+			if (h == MAP_FAILED) {
+				err = -errno;
+				break;
+			}
+			uint64_t magic = atomic_load_explicit(&h->magic, memory_order_acquire);
+			struct seg_geom g = h->geom;
+			uint64_t sum = h->checksum;
+			munmap(h, sizeof(*h));
+			if (magic == SEG_MAGIC) {
+				if (!geom_valid(&g, sum, (uint64_t)st.st_size))
+					break;
+				err = map_fd(s, fd, &g);
+				/* Re-check what we mapped: a peer may rewrite
+				 * the header between the two mappings. */
+				if (err == 0 && (memcmp(&s->hdr->geom, &g, sizeof(g)) ||
+						 s->hdr->checksum != sum)) {
+					munmap(s->hdr, s->map_size);
+					err = -EPROTO;
+				}
+				if (err == 0)
+					return 0;
+				break;
+			}
+			if (magic != 0)
+				break; /* something else lives here */
+		}
+		if (wait_expired(deadline))
+			break;
+		wait_nap(1000 * 1000);
+	}
+	close(fd);
+	return err;
+}
+
+int seg_open_name(struct seg *s, const char *name)
+{
+	if (!name || !name_valid(name))
+		return -EINVAL;
+	int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	return seg_adopt(s, fd);
+}
+
+int seg_open_fd(struct seg *s, int fd)
+{
+	int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (copy < 0)
+		return -errno;
+	return seg_adopt(s, copy);
+}
+
+void seg_close(struct seg *s)
+{
+	munmap(s->hdr, s->map_size);
+	close(s->fd);
+}
+
+int seg_unlink(const char *name)
+{
+	if (!name || !name_valid(name))
+		return -EINVAL;
+	return shm_unlink(name) < 0 ? -errno : 0;
+}

@@ -1,0 +1,107 @@
+/* Segment layer: the layout of a shmq segment and its mapping.
+ *
+ * Segment = header | participant table | ring cells. Offsets only, never
+ * pointers. Everything immutable after creation lives in struct seg_geom,
+ * covered by a checksum; the creator publishes `magic` last (release), so an
+ * opener that sees the magic sees a complete header.
+ */
+#ifndef SHMQ_SEG_H
+#define SHMQ_SEG_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SEG_MAGIC 0x31514d4853ull /* "SHMQ1" little-endian */
+#define SEG_VERSION 1u
+#define SEG_LINE 128u  /* hot words this far apart: defeats adjacent-line prefetch */
+#define SEG_CELL 64u   /* ring cell size in bytes */
+#define SEG_MIN_CAPACITY 64u
+
+struct seg_geom {          /* immutable after creation, checksummed */
+	uint32_t version;
+	uint32_t cell_size;
+	uint32_t capacity; /* cells, power of two */
+	uint32_t msg_max;
+	uint32_t flags;
+	uint32_t nparts;
+	uint64_t size;      /* total segment bytes */
+	uint64_t parts_off; /* participant table */
+	uint64_t cells_off; /* ring cells */
+};
+
+/* One open handle: `id` packs pid, roles and process start time (see part.c);
+ * 0 means the slot is free. Written by its owner (claim, roles, release) and
+ * by whoever reaps a dead owner, always with CAS. */
+struct seg_part {
+	_Atomic uint64_t id;
+	_Atomic uint32_t gen; /* bumped at every claim: tells reuse of the slot */
+	_Atomic int32_t fdno; /* the owner's fd on the segment (liveness check) */
+};
+
+struct seg_hdr {
+	_Atomic uint64_t magic; /* written last by the creator */
+	uint64_t checksum;      /* of geom */
+	struct seg_geom geom;
+
+	/* Ring indices: position (40 bits) << 24 | message count mod 2^24.
+	 * tail: CAS by producers (claimant or helpers), head: by consumers. */
+	alignas(SEG_LINE) _Atomic uint64_t tail;
+	alignas(SEG_LINE) _Atomic uint64_t head;
+	/* Eventcounts (futex words): consumers park on ec_data, producers on
+	 * ec_room. Bit 31: someone may be parked; bits 0..30: sequence. */
+	alignas(SEG_LINE) _Atomic uint32_t ec_data;
+	alignas(SEG_LINE) _Atomic uint32_t ec_room;
+	/* Membership: epoch bumps at every role change (claim, shutdown, close,
+	 * reap) so handles can cache producer/consumer counts; `ever` has
+	 * SHMQ_RD/SHMQ_WR set once any handle held that role (sticky). */
+	alignas(SEG_LINE) _Atomic uint32_t epoch;
+	_Atomic uint32_t ever;
+	alignas(SEG_LINE) char end[];
+};
+
+/* A ring cell: the state word, then payload. The first cell of a message also
+ * holds its length; the payload continues in the following cells after their
+ * state words (see ring.c for the state machine). */
+struct seg_cell {
+	_Atomic uint64_t state;
+	_Atomic uint32_t len; /* first cell only; payload starts after it */
+	unsigned char rest[SEG_CELL - 12];
+};
+#define CELL_FIRST_PAYLOAD (SEG_CELL - 12u)
+#define CELL_NEXT_PAYLOAD (SEG_CELL - 8u)
+
+/* Cells a message of len bytes occupies. */
+static inline uint64_t seg_cells_for(uint64_t len)
+{
+	if (len <= CELL_FIRST_PAYLOAD)
+		return 1;
+	return 1 + (len - CELL_FIRST_PAYLOAD + CELL_NEXT_PAYLOAD - 1) / CELL_NEXT_PAYLOAD;
+}
+
+struct seg {
+	struct seg_geom geom; /* validated private copy */
+	struct seg_hdr *hdr;
+	struct seg_part *parts;
+	struct seg_cell *cells;
+	size_t map_size;
+	int fd;
+	dev_t dev; /* identity of the segment file, for peer fd checks */
+	ino_t ino;
+};
+
+/* Create a segment (name NULL: anonymous memfd) with the given geometry inputs.
+ * Returns 0 or -errno. */
+int seg_create(struct seg *s, const char *name, uint32_t capacity, uint32_t msg_max,
+	       uint32_t flags, uint32_t mode);
+/* Open by name, or adopt a dup of fd. Validates the header: -EPROTO if bad. */
+int seg_open_name(struct seg *s, const char *name);
+int seg_open_fd(struct seg *s, int fd);
+void seg_close(struct seg *s);
+int seg_unlink(const char *name);
+/* Geometry that create would choose: capacity rounded to a power of two and
+ * raised to hold one msg_max message. Returns 0 or -EINVAL. */
+int seg_geometry(uint32_t capacity, uint32_t msg_max, struct seg_geom *g);
+
+#endif

@@ -1,0 +1,48 @@
+/* Wait layer: deadlines, futexes and eventcounts. Knows nothing of rings. */
+#ifndef SHMQ_WAIT_H
+#define SHMQ_WAIT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define WAIT_FOREVER INT64_MAX
+
+/* Monotonic clock in ns. */
+int64_t wait_now(void);
+/* Absolute CLOCK_MONOTONIC deadline for a relative timeout (-1: forever). */
+int64_t wait_deadline(int64_t timeout_ns);
+bool wait_expired(int64_t deadline);
+/* Sleep ns (restarts after signals). */
+void wait_nap(int64_t ns);
+
+static inline void wait_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+/* Eventcount on a shared 32-bit futex word: bit 31 says "someone may be
+ * parked", bits 0..30 count notifications. A waiter calls ec_prepare(),
+ * re-checks its condition (the seq_cst fence in ec_prepare orders that
+ * re-check after the announcement), then ec_wait() with the key. A notifier
+ * makes its condition true with a seq_cst store or RMW, then ec_notify(),
+ * which costs one load and no syscall unless the bit is set. There is no
+ * waiter count: a waiter killed while parked leaves at most one spurious
+ * wake-up behind, never a leak. */
+uint32_t ec_prepare(_Atomic uint32_t *ec);
+/* Park until notified or the deadline passes.
+ * Returns 0 when woken or the word already moved, -ETIMEDOUT at the deadline. */
+int ec_wait(_Atomic uint32_t *ec, uint32_t key, int64_t deadline);
+void ec_wake_all(_Atomic uint32_t *ec);
+
+static inline void ec_notify(_Atomic uint32_t *ec)
+{
+	if (atomic_load_explicit(ec, memory_order_seq_cst) & 0x80000000u)
+		ec_wake_all(ec);
+}
+
+#endif
