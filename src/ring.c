@@ -32,9 +32,14 @@
  */
 #include "ring.h"
 #include "part.h"
+#include "testhook.h"
 
 #include <errno.h>
 #include <string.h>
+
+#ifdef SHMQ_TEST_HOOKS
+void (*shmq_test_hook)(enum shmq_hook_point where);
+#endif
 
 enum { ST_FREE = 0, ST_BUSY = 1, ST_FULL = 2, ST_READ = 3 };
 #define ST_SKIP (1ull << 2)
@@ -166,6 +171,7 @@ int ring_try_put(struct ring *r, uint32_t tag, const void *buf, size_t len,
 								    memory_order_acquire,
 								    memory_order_relaxed)) {
 				idx_help(tail, t, k);
+				TEST_HOOK(SHMQ_HOOK_PUT_CLAIMED);
 				copy_in(r, pos, buf, len);
 				atomic_store_explicit(&c->state, st_make(ST_FULL, lap, k, 0),
 						      memory_order_seq_cst);
@@ -230,6 +236,7 @@ static ssize_t claim_and_copy(struct ring *r, uint32_t tag, uint64_t h, uint64_t
 						     memory_order_relaxed))
 		return -EBUSY;
 	idx_help(&r->hdr->head, h, k);
+	TEST_HOOK(SHMQ_HOOK_GET_CLAIMED);
 	ssize_t n = SKIPPED;
 	if (!(s & ST_SKIP)) {
 		uint32_t len = atomic_load_explicit(&c->len, memory_order_relaxed);

@@ -1,0 +1,23 @@
+/* Test hooks: compiled in only with -DSHMQ_TEST_HOOKS (the libshmq_test
+ * library the test suites link), so tests can stop or kill a process at the
+ * exact instruction that matters. Never part of the installed library. */
+#ifndef SHMQ_TESTHOOK_H
+#define SHMQ_TESTHOOK_H
+
+enum shmq_hook_point {
+	SHMQ_HOOK_PUT_CLAIMED, /* producer owns its cells, nothing published yet */
+	SHMQ_HOOK_GET_CLAIMED, /* consumer owns a message, not yet released */
+};
+
+#ifdef SHMQ_TEST_HOOKS
+extern void (*shmq_test_hook)(enum shmq_hook_point where);
+#define TEST_HOOK(where)                        \
+	do {                                    \
+		if (shmq_test_hook)             \
+			shmq_test_hook(where);  \
+	} while (0)
+#else
+#define TEST_HOOK(where) ((void)0)
+#endif
+
+#endif
