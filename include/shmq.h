@@ -51,6 +51,11 @@ struct shmq_queue_attr {
 	uint32_t msg_max;  /* largest message in bytes; 0: SHMQ_DEFAULT_MSG_MAX */
 	uint32_t flags;    /* SHMQ_JOINABLE, SHMQ_NOROLES */
 	uint32_t mode;     /* permission bits of a named segment; 0: 0600 */
+	uint32_t cell_size; /* bytes per ring cell, a power of two from 64 to
+			       1 MiB; 0: 64. A message fills
+			       1 + ceil((len - (cell_size - 12)) / (cell_size - 8))
+			       cells; zero-copy needs it to fit in one. Bigger
+			       cells suit big messages. */
 };
 
 enum { SHMQ_RD = 1, SHMQ_WR = 2, SHMQ_RDWR = 3 }; /* roles, like O_RDONLY/O_WRONLY */
@@ -60,10 +65,12 @@ enum {
 			      first producer and consumer (what `shmq create` does) */
 };
 
-/* Limits. A message of n bytes occupies 1 + ceil((n - 52) / 56) cells. */
-#define SHMQ_DEFAULT_CAPACITY 4096u        /* cells: 256 KiB of ring */
+/* Limits. */
+#define SHMQ_DEFAULT_CAPACITY 4096u        /* cells */
+#define SHMQ_DEFAULT_CELL_SIZE 64u         /* bytes */
+#define SHMQ_MAX_CELL_SIZE (1u << 20)
 #define SHMQ_DEFAULT_MSG_MAX (64u * 1024u) /* bytes */
-#define SHMQ_MAX_CAPACITY (1u << 24)       /* cells: 1 GiB of ring */
+#define SHMQ_MAX_CAPACITY (1u << 24)       /* cells; the ring is at most 4 GiB */
 #define SHMQ_MAX_MSG_MAX (16u << 20)       /* bytes */
 #define SHMQ_MAX_PARTICIPANTS 1024u        /* open handles on one queue, all
 					      processes together */
@@ -133,9 +140,51 @@ ssize_t shmq_qsize(shmq_queue *q);
 int shmq_empty(shmq_queue *q);
 int shmq_full(shmq_queue *q);
 
-/* Geometry of the queue: largest message in bytes and ring capacity in cells. */
+/* ------------------------------------------------------------- Batches ---- */
+/* Put or get up to n messages with one reservation of the ring and at most
+ * one wake-up. msgs[i].iov_base/iov_len describe message i (put) or buffer i
+ * (get: iov_len is the capacity on entry and the message length on return).
+ * Bulk is all or nothing: it waits (up to timeout_ns) until all n fit or are
+ * there. Burst takes as many as are possible now, waiting only for the first.
+ * Returns the count moved (bulk: n); -EINVAL (n == 0, n > SHMQ_BATCH_MAX, or
+ * bulk larger than the ring could ever hold), and otherwise the errors of
+ * shmq_put / shmq_get. A get stops before a message larger than its buffer
+ * (-EMSGSIZE when that is the first one); that message stays queued. */
+#define SHMQ_BATCH_MAX 1024u
+struct iovec;
+int shmq_put_bulk(shmq_queue *q, const struct iovec *msgs, unsigned n, int64_t timeout_ns);
+int shmq_put_burst(shmq_queue *q, const struct iovec *msgs, unsigned n, int64_t timeout_ns);
+int shmq_get_bulk(shmq_queue *q, struct iovec *msgs, unsigned n, int64_t timeout_ns);
+int shmq_get_burst(shmq_queue *q, struct iovec *msgs, unsigned n, int64_t timeout_ns);
+
+/* ----------------------------------------------------------- Zero-copy ---- */
+/* Write a message in place: shmq_put_reserve() gives slot->data, len bytes
+ * inside the ring; fill them, then shmq_put_commit() publishes. Read in place:
+ * shmq_get_peek() gives the next message as slot->data/slot->len; use it, then
+ * shmq_get_release(). Messages must fit in one cell (len <= cell_size - 12).
+ * A slot is single-use and belongs to the thread that got it. A process that
+ * dies holding a slot loses only that message; the ring is not blocked for
+ * good (the slot is taken back once the death is noticed). Between reserve and
+ * commit (or peek and release) consumers (producers) behind that slot wait:
+ * keep the window short.
+ * reserve/peek return 0 or the errors of shmq_put / shmq_get (-EMSGSIZE: len
+ * too big for one cell); commit/release return 0 or -EINVAL (not a live
+ * slot of this handle). */
+typedef struct shmq_slot {
+	void *data;
+	size_t len;
+	uint64_t priv[2];
+} shmq_slot;
+int shmq_put_reserve(shmq_queue *q, size_t len, shmq_slot *slot, int64_t timeout_ns);
+int shmq_put_commit(shmq_queue *q, shmq_slot *slot);
+int shmq_get_peek(shmq_queue *q, shmq_slot *slot, int64_t timeout_ns);
+int shmq_get_release(shmq_queue *q, shmq_slot *slot);
+
+/* Geometry of the queue: largest message in bytes, ring capacity in cells,
+ * cell size in bytes. 0 for NULL. */
 size_t shmq_msg_max(shmq_queue *q);
 size_t shmq_capacity(shmq_queue *q);
+size_t shmq_cell_size(shmq_queue *q);
 
 #ifdef __cplusplus
 }
