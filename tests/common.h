@@ -1,0 +1,717 @@
+/* Helpers shared by the shmq test suites and tests/peer.c.
+ *
+ * Everything here is static inline so each suite compiles it once without
+ * unused-function warnings. Nothing here calls Criterion's asserts: children
+ * report through exit status and shared memory, and only the parent (the
+ * Criterion test process) asserts.
+ *
+ *  - names:     unique POSIX shm names (pid + counter), unlinked at exit
+ *  - messages:  producer id + sequence + length + FNV checksum + payload
+ *               derived from (producer, seq); checked on receipt
+ *  - sync:      shared anonymous mmap, futex post/await, waiting for a child
+ *               to exit / sleep / stop with a deadline
+ *  - mp_run():  N producers and M consumers in real processes, exactly-once
+ *               and per-producer FIFO bookkeeping, optional crash injection
+ */
+#ifndef SHMQ_TESTS_COMMON_H
+#define SHMQ_TESTS_COMMON_H
+
+#include <shmq.h>
+#include "testhook.h" /* src/: shmq_test_hook (SHMQ_TEST_HOOKS) */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------ sanitizers -- */
+
+#if defined(__SANITIZE_THREAD__)
+#define T_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define T_TSAN 1
+#endif
+#endif
+#ifndef T_TSAN
+#define T_TSAN 0
+#endif
+
+#if defined(__SANITIZE_ADDRESS__)
+#define T_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define T_ASAN 1
+#endif
+#endif
+#ifndef T_ASAN
+#define T_ASAN 0
+#endif
+
+/* Sanitized builds run 5-15x slower: scale deadlines (never lower bounds). */
+#define T_SCALE ((T_TSAN || T_ASAN) ? 8 : 1)
+/* Criterion .timeout for a test that could hang, in seconds. */
+#define T_TIMEOUT(s) ((double)(s) * T_SCALE)
+
+/* Skip a test under TSan (use in a test body; needs <criterion/criterion.h>). */
+#define T_SKIP_UNDER_TSAN(why)                                  \
+	do {                                                    \
+		if (T_TSAN)                                     \
+			cr_skip("not run under TSan: " why);    \
+	} while (0)
+
+/* ------------------------------------------------------------------ time -- */
+
+#define T_MS (1000 * 1000LL)
+#define T_SEC (1000 * T_MS)
+
+static inline int64_t t_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * T_SEC + ts.tv_nsec;
+}
+
+static inline void t_nap(int64_t ns)
+{
+	struct timespec ts = { .tv_sec = ns / T_SEC, .tv_nsec = ns % T_SEC };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* ----------------------------------------------------------------- names -- */
+
+#define T_MAX_NAMES 32
+static char t_names[T_MAX_NAMES][64];
+static int t_nnames;
+static pid_t t_names_owner;
+
+static inline void t_unlink_all(void)
+{
+	if (getpid() != t_names_owner)
+		return; /* a child that somehow ran atexit: not its names */
+	for (int i = 0; i < t_nnames; i++)
+		shm_unlink(t_names[i]); /* may already be gone: fine */
+	t_nnames = 0;
+}
+
+/* A fresh shm name for this test process ("/shmq-t-PID-TAG-N"); every name
+ * handed out is shm_unlink'ed when the test process exits, whatever path it
+ * takes (tests also unlink explicitly where the test is about unlinking). */
+static inline const char *t_name(const char *tag)
+{
+	static int counter;
+	if (t_names_owner != getpid()) {
+		t_names_owner = getpid();
+		t_nnames = 0;
+		atexit(t_unlink_all);
+	}
+	if (t_nnames == T_MAX_NAMES)
+		abort(); /* a test asked for absurdly many names */
+	char *n = t_names[t_nnames++];
+	snprintf(n, sizeof(t_names[0]), "/shmq-t-%d-%s-%d", (int)getpid(), tag, counter++);
+	shm_unlink(n); /* a stale one from a reused pid */
+	return n;
+}
+
+/* --------------------------------------------------------------- hashing -- */
+
+static inline uint64_t t_fnv1a(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ull;
+	return h;
+}
+#define T_FNV_INIT 0xcbf29ce484222325ull
+
+static inline uint64_t t_mix(uint64_t x) /* splitmix64 finaliser */
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+/* -------------------------------------------------------------- messages -- */
+
+/* A test message of len bytes from producer `prod`, number `seq`:
+ *   len >= TMSG_HDR: header { prod, seq, len, fnv32(everything else) }, then
+ *                    payload bytes derived from (prod, seq)
+ *   len <  TMSG_HDR: only the derived bytes (too short to name its sender:
+ *                    checked by position, so only single-producer
+ *                    single-consumer streams use such lengths)
+ * Lengths are derived from (prod, seq) too, so the receiver knows what length
+ * to expect. */
+struct tmsg_hdr {
+	uint32_t prod;
+	uint32_t seq;
+	uint32_t len;
+	uint32_t sum;
+};
+#define TMSG_HDR ((size_t)sizeof(struct tmsg_hdr))
+#define TMSG_MAX 65536
+
+enum tmsg_err {
+	TMSG_OK = 0,
+	TMSG_SHORT,   /* shorter than a header where one was expected */
+	TMSG_BADPROD, /* producer id out of range */
+	TMSG_BADLEN,  /* header length != received length or != expected length */
+	TMSG_BADSUM,  /* checksum mismatch: torn or corrupted */
+	TMSG_BADBODY, /* payload differs from what (prod, seq) gives */
+};
+
+static inline uint8_t tmsg_byte(uint64_t key, size_t i)
+{
+	return (uint8_t)(t_mix(key + (i >> 3)) >> ((i & 7) * 8));
+}
+
+static inline uint64_t tmsg_key(uint32_t prod, uint32_t seq)
+{
+	return t_mix((uint64_t)prod << 32 | seq);
+}
+
+/* Length of message (prod, seq), between lo and hi inclusive. About half the
+ * messages are short (one 64-byte cell), the rest spread up to hi. */
+static inline size_t tmsg_len(uint32_t prod, uint32_t seq, size_t lo, size_t hi)
+{
+	uint64_t r = t_mix(tmsg_key(prod, seq) ^ 0x5eed);
+	size_t span_hi = hi;
+	if ((r & 1) && lo < 48 && hi > 48)
+		span_hi = 48;
+	return lo + (size_t)((r >> 1) % (span_hi - lo + 1));
+}
+
+static inline uint32_t tmsg_sum(const unsigned char *m, size_t len)
+{
+	const struct tmsg_hdr *h = (const void *)m;
+	uint64_t s = t_fnv1a(T_FNV_INIT, &h->prod, 12);
+	s = t_fnv1a(s, m + TMSG_HDR, len - TMSG_HDR);
+	return (uint32_t)(s ^ (s >> 32));
+}
+
+static inline void tmsg_fill(void *buf, uint32_t prod, uint32_t seq, size_t len)
+{
+	unsigned char *m = buf;
+	uint64_t key = tmsg_key(prod, seq);
+	for (size_t i = 0; i < len; i++)
+		m[i] = tmsg_byte(key, i);
+	if (len >= TMSG_HDR) {
+		struct tmsg_hdr h = { .prod = prod, .seq = seq, .len = (uint32_t)len };
+		memcpy(m, &h, TMSG_HDR);
+		h.sum = tmsg_sum(m, len);
+		memcpy(m, &h, TMSG_HDR);
+	}
+}
+
+/* Check a self-describing message (len >= TMSG_HDR); on success *prod and
+ * *seq name it. Lengths must match what tmsg_len(lo, hi) gives. */
+static inline enum tmsg_err tmsg_check(const void *buf, size_t len, uint32_t nprod, size_t lo,
+				       size_t hi, uint32_t *prod, uint32_t *seq)
+{
+	const unsigned char *m = buf;
+	struct tmsg_hdr h;
+	if (len < TMSG_HDR)
+		return TMSG_SHORT;
+	memcpy(&h, m, TMSG_HDR);
+	if (h.len != len)
+		return TMSG_BADLEN;
+	if (h.sum != tmsg_sum(m, len))
+		return TMSG_BADSUM;
+	if (h.prod >= nprod)
+		return TMSG_BADPROD;
+	if (tmsg_len(h.prod, h.seq, lo, hi) != len)
+		return TMSG_BADLEN;
+	uint64_t key = tmsg_key(h.prod, h.seq);
+	for (size_t i = TMSG_HDR; i < len; i++)
+		if (m[i] != tmsg_byte(key, i))
+			return TMSG_BADBODY;
+	*prod = h.prod;
+	*seq = h.seq;
+	return TMSG_OK;
+}
+
+/* Check that buf is exactly message (prod, seq) of length len (any length). */
+static inline enum tmsg_err tmsg_check_exact(const void *buf, size_t got, uint32_t prod,
+					     uint32_t seq, size_t len)
+{
+	unsigned char want[TMSG_MAX];
+	if (got != len)
+		return TMSG_BADLEN;
+	tmsg_fill(want, prod, seq, len);
+	if (len >= TMSG_HDR && tmsg_sum(buf, len) != ((const struct tmsg_hdr *)want)->sum)
+		return TMSG_BADSUM;
+	return memcmp(buf, want, len) ? TMSG_BADBODY : TMSG_OK;
+}
+
+/* ---------------------------------------------------- shared memory, sync -- */
+
+/* Zeroed memory shared with every child forked afterwards. */
+static inline void *t_shared(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static inline void t_futex_wake(_Atomic uint32_t *w)
+{
+	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Add one to *w and wake whoever waits on it (shared futex: across fork). */
+static inline void t_post(_Atomic uint32_t *w)
+{
+	atomic_fetch_add(w, 1);
+	t_futex_wake(w);
+}
+
+static inline void t_set(_Atomic uint32_t *w, uint32_t v)
+{
+	atomic_store(w, v);
+	t_futex_wake(w);
+}
+
+/* Wait until *w >= v. timeout_ns < 0: forever. Returns 0 or -ETIMEDOUT. */
+static inline int t_await(_Atomic uint32_t *w, uint32_t v, int64_t timeout_ns)
+{
+	int64_t deadline = timeout_ns < 0 ? INT64_MAX : t_now() + timeout_ns;
+	for (;;) {
+		uint32_t cur = atomic_load(w);
+		if (cur >= v)
+			return 0;
+		int64_t left = deadline - t_now();
+		if (left <= 0)
+			return -ETIMEDOUT;
+		if (left > T_SEC)
+			left = T_SEC;
+		struct timespec ts = { .tv_sec = left / T_SEC, .tv_nsec = left % T_SEC };
+		syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT, cur, &ts, NULL, 0);
+	}
+}
+
+/* --------------------------------------------------------------- children -- */
+
+/* Fork a child that runs fn(arg) and _exit()s with its return value (never
+ * returning into Criterion). The child dies with its parent. */
+static inline pid_t t_fork(int (*fn)(void *), void *arg)
+{
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid != 0)
+		return pid;
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(99);
+	_exit(fn(arg));
+}
+
+static inline int t_pidfd_open(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+	(void)pid;
+	errno = ENOSYS;
+	return -1;
+#endif
+}
+
+/* Wait up to timeout_ns for child pid to exit; *status gets its wait status.
+ * Returns 0, or -ETIMEDOUT (the child is left running). */
+static inline int t_wait(pid_t pid, int *status, int64_t timeout_ns)
+{
+	int64_t deadline = t_now() + timeout_ns;
+	int pfd = t_pidfd_open(pid);
+	for (;;) {
+		pid_t r = waitpid(pid, status, WNOHANG);
+		if (r == pid || (r < 0 && errno != EINTR)) {
+			if (pfd >= 0)
+				close(pfd);
+			return r == pid ? 0 : -errno;
+		}
+		int64_t left = deadline - t_now();
+		if (left <= 0) {
+			if (pfd >= 0)
+				close(pfd);
+			return -ETIMEDOUT;
+		}
+		if (pfd >= 0) {
+			struct pollfd p = { .fd = pfd, .events = POLLIN };
+			poll(&p, 1, (int)(left / T_MS) + 1);
+		} else {
+			t_nap(left < T_MS ? left : T_MS);
+		}
+	}
+}
+
+/* Kill (SIGKILL) and reap a child; ignores one that is already gone. */
+static inline void t_kill_reap(pid_t pid)
+{
+	if (pid <= 0)
+		return;
+	kill(pid, SIGKILL);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+}
+
+/* Describe a wait status for assertion messages. */
+static inline const char *t_status_str(int st, char *buf, size_t n)
+{
+	if (WIFEXITED(st))
+		snprintf(buf, n, "exit %d", WEXITSTATUS(st));
+	else if (WIFSIGNALED(st))
+		snprintf(buf, n, "signal %d", WTERMSIG(st));
+	else
+		snprintf(buf, n, "status 0x%x", st);
+	return buf;
+}
+
+/* State letter of a process from /proc/PID/stat ('S' sleeping, 'R', 'T'
+ * stopped, 'Z'), or 0 if it cannot be read. */
+static inline char t_proc_state(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/* Wait until pid is asleep in the kernel (state S), i.e. blocked in the call
+ * it announced just before. Returns 0 or -ETIMEDOUT. Polls every 200 us. */
+static inline int t_wait_sleeping(pid_t pid, int64_t timeout_ns)
+{
+	int64_t deadline = t_now() + timeout_ns;
+	while (t_proc_state(pid) != 'S') {
+		if (t_now() >= deadline)
+			return -ETIMEDOUT;
+		t_nap(200 * 1000);
+	}
+	return 0;
+}
+
+/* Wait until pid is stopped (SIGSTOP); reports it through waitpid so the
+ * caller later only sees its exit. Returns 0 or -ETIMEDOUT. */
+static inline int t_wait_stopped(pid_t pid, int64_t timeout_ns)
+{
+	int64_t deadline = t_now() + timeout_ns;
+	for (;;) {
+		int st;
+		pid_t r = waitpid(pid, &st, WNOHANG | WUNTRACED);
+		if (r == pid)
+			return WIFSTOPPED(st) ? 0 : -ECHILD;
+		if (t_now() >= deadline)
+			return -ETIMEDOUT;
+		t_nap(200 * 1000);
+	}
+}
+
+/* ------------------------------------------------------------ queue bits -- */
+
+static inline struct shmq_queue_attr t_attr(uint32_t capacity, uint32_t msg_max)
+{
+	struct shmq_queue_attr a;
+	shmq_queue_attr_init(&a);
+	a.capacity = capacity;
+	a.msg_max = msg_max;
+	return a;
+}
+
+/* Put message (prod, seq) of length len; returns shmq_put's result. */
+static inline int t_put_msg(shmq_queue *q, uint32_t prod, uint32_t seq, size_t len,
+			    int64_t timeout)
+{
+	unsigned char buf[TMSG_MAX];
+	tmsg_fill(buf, prod, seq, len);
+	return shmq_put(q, buf, len, timeout);
+}
+
+/* ---------------------------------------------- multi-process exactly-once -- */
+
+/* What consumers record, in memory shared with the parent. One bit per
+ * (producer, seq): set on receipt; a bit already set is a duplicate. */
+struct mp_shared {
+	_Atomic uint32_t ready; /* children attached, roles dropped */
+	_Atomic uint32_t go;
+	_Atomic uint64_t received, dup, order, torn, errors, timeouts;
+	_Atomic int64_t last_err;  /* last unexpected return value */
+	_Atomic uint32_t torn_kind; /* enum tmsg_err of the last torn message */
+	_Atomic uint32_t prod_done; /* producers that finished all their puts */
+	uint32_t words;             /* 64-bit words per producer */
+	_Atomic uint64_t bits[];
+};
+
+struct mp_cfg {
+	uint32_t nprod, ncons;
+	uint32_t per_prod;   /* messages per producer */
+	size_t lo, hi;       /* message lengths; lo < TMSG_HDR only for 1p1c */
+	int64_t limit_ns;    /* the whole run must end within this */
+	/* Crash injection (test_crash.c): the producer / consumer with this
+	 * index SIGKILLs itself at the hook point of its kill_at-th operation
+	 * (counting from 0). -1: none. */
+	int kill_prod;
+	uint32_t prod_kill_at;
+	int kill_cons;
+	uint32_t cons_kill_at;
+};
+
+static inline struct mp_cfg mp_cfg(uint32_t nprod, uint32_t ncons, uint32_t total)
+{
+	return (struct mp_cfg){ .nprod = nprod, .ncons = ncons,
+				.per_prod = (total + nprod - 1) / nprod,
+				.lo = TMSG_HDR, .hi = 400,
+				.limit_ns = 60 * T_SEC * T_SCALE,
+				.kill_prod = -1, .kill_cons = -1 };
+}
+
+struct mp_report {
+	int created;           /* 0 or a creation error, in the caller's hands */
+	int timed_out;         /* children had to be killed at the deadline */
+	int64_t elapsed_ns;    /* from "go" to the last child's exit */
+	int bad_exit;          /* children whose status was unexpected */
+	char bad_exit_desc[128];
+	uint64_t missing;      /* (prod, seq) expected but never received */
+	uint64_t missing_first_prod, missing_first_seq;
+	uint64_t unexpected;   /* received though it should not exist */
+	uint64_t received, dup, order, torn, errors, timeouts;
+	int64_t last_err;
+	uint32_t torn_kind;
+};
+
+struct mp_child {
+	shmq_queue *q;
+	struct mp_shared *sh;
+	const struct mp_cfg *cfg;
+	uint32_t id;
+};
+
+/* The crash hook: counts hook calls of one kind and dies at the chosen one. */
+static enum shmq_hook_point mp_hook_point;
+static uint32_t mp_hook_left;
+static inline void mp_hook(enum shmq_hook_point where)
+{
+	if (where == mp_hook_point && mp_hook_left-- == 0)
+		raise(SIGKILL);
+}
+
+static inline int mp_producer(void *arg)
+{
+	struct mp_child *c = arg;
+	if (shmq_queue_shutdown(c->q, SHMQ_RD) < 0)
+		return 10;
+	t_post(&c->sh->ready);
+	t_await(&c->sh->go, 1, -1);
+	unsigned char buf[TMSG_MAX];
+	for (uint32_t seq = 0; seq < c->cfg->per_prod; seq++) {
+		size_t len = tmsg_len(c->id, seq, c->cfg->lo, c->cfg->hi);
+		tmsg_fill(buf, c->id, seq, len);
+		int r = shmq_put(c->q, buf, len, -1);
+		if (r < 0) {
+			atomic_store(&c->sh->last_err, r);
+			atomic_fetch_add(&c->sh->errors, 1);
+			return 11;
+		}
+	}
+	t_post(&c->sh->prod_done);
+	/* Close explicitly (EOF by close); the crash suite covers EOF by death. */
+	return shmq_queue_close(c->q) == 0 ? 0 : 12;
+}
+
+static inline int mp_consumer(void *arg)
+{
+	struct mp_child *c = arg;
+	const struct mp_cfg *cfg = c->cfg;
+	struct mp_shared *sh = c->sh;
+	bool single = cfg->nprod == 1 && cfg->ncons == 1;
+	int64_t *last = calloc(cfg->nprod, sizeof(*last));
+	static unsigned char buf[TMSG_MAX];
+
+	if (!last || shmq_queue_shutdown(c->q, SHMQ_WR) < 0)
+		return 20;
+	for (uint32_t p = 0; p < cfg->nprod; p++)
+		last[p] = -1;
+	t_post(&sh->ready);
+	t_await(&sh->go, 1, -1);
+	for (;;) {
+		ssize_t n = shmq_get(c->q, buf, sizeof(buf), -1);
+		if (n == -EPIPE)
+			break;
+		if (n < 0) {
+			atomic_store(&sh->last_err, n);
+			atomic_fetch_add(&sh->errors, 1);
+			return 21;
+		}
+		uint32_t prod = 0, seq = 0;
+		enum tmsg_err e;
+		if (single) { /* positional: lengths below TMSG_HDR allowed */
+			seq = (uint32_t)(last[0] + 1);
+			e = tmsg_check_exact(buf, (size_t)n, 0, seq,
+					     tmsg_len(0, seq, cfg->lo, cfg->hi));
+		} else {
+			e = tmsg_check(buf, (size_t)n, cfg->nprod, cfg->lo, cfg->hi, &prod, &seq);
+		}
+		atomic_fetch_add(&sh->received, 1);
+		if (e != TMSG_OK) {
+			atomic_store(&sh->torn_kind, e);
+			atomic_fetch_add(&sh->torn, 1);
+			continue;
+		}
+		if ((int64_t)seq <= last[prod])
+			atomic_fetch_add(&sh->order, 1);
+		last[prod] = seq;
+		if (seq >= sh->words * 64u) {
+			atomic_fetch_add(&sh->torn, 1);
+			continue;
+		}
+		uint64_t bit = 1ull << (seq % 64);
+		if (atomic_fetch_or(&sh->bits[prod * sh->words + seq / 64], bit) & bit)
+			atomic_fetch_add(&sh->dup, 1);
+	}
+	free(last);
+	return shmq_queue_close(c->q) == 0 ? 0 : 22;
+}
+
+/* Hooked variants: arm the crash hook, then run the normal loop. */
+static inline int mp_producer_dies(void *arg)
+{
+	struct mp_child *c = arg;
+	mp_hook_point = SHMQ_HOOK_PUT_CLAIMED;
+	mp_hook_left = c->cfg->prod_kill_at;
+	shmq_test_hook = mp_hook;
+	mp_producer(arg);
+	return 13; /* should have died */
+}
+
+static inline int mp_consumer_dies(void *arg)
+{
+	struct mp_child *c = arg;
+	mp_hook_point = SHMQ_HOOK_GET_CLAIMED;
+	mp_hook_left = c->cfg->cons_kill_at;
+	shmq_test_hook = mp_hook;
+	mp_consumer(arg);
+	return 23; /* should have died */
+}
+
+/* Run cfg on queue q (which the caller created, RDWR). The caller's handle is
+ * shut down to no role once every child holds its own, and left open (roles
+ * 0) so the caller can inspect or reopen the queue afterwards. Expected
+ * messages: every (p, seq < per_prod), except that a killed producer only
+ * delivers seq < prod_kill_at. */
+static inline void mp_run(shmq_queue *q, const struct mp_cfg *cfg, struct mp_report *rep)
+{
+	uint32_t words = (cfg->per_prod + 63) / 64;
+	size_t size = sizeof(struct mp_shared) + (size_t)cfg->nprod * words * 8;
+	struct mp_shared *sh = t_shared(size);
+	uint32_t n = cfg->nprod + cfg->ncons;
+	pid_t pids[64];
+	struct mp_child kids[64];
+
+	memset(rep, 0, sizeof(*rep));
+	if (!sh || n > 64) {
+		rep->created = -ENOMEM;
+		return;
+	}
+	sh->words = words;
+	for (uint32_t i = 0; i < n; i++) {
+		bool prod = i < cfg->nprod;
+		uint32_t id = prod ? i : i - cfg->nprod;
+		kids[i] = (struct mp_child){ .q = q, .sh = sh, .cfg = cfg, .id = id };
+		int (*fn)(void *) = prod ? mp_producer : mp_consumer;
+		if (prod && (int)id == cfg->kill_prod)
+			fn = mp_producer_dies;
+		if (!prod && (int)id == cfg->kill_cons)
+			fn = mp_consumer_dies;
+		pids[i] = t_fork(fn, &kids[i]);
+	}
+	/* Every child holds its handle before the parent drops its roles, or a
+	 * consumer could see "no producer left" before producers attach. */
+	if (t_await(&sh->ready, n, 20 * T_SEC * T_SCALE) < 0)
+		rep->timed_out = 1;
+	shmq_queue_shutdown(q, SHMQ_RDWR);
+	int64_t start = t_now();
+	t_set(&sh->go, 1);
+
+	for (uint32_t i = 0; i < n; i++) {
+		int st = 0;
+		int64_t left = start + cfg->limit_ns - t_now();
+		if (rep->timed_out || t_wait(pids[i], &st, left > 0 ? left : 0) < 0) {
+			rep->timed_out = 1;
+			t_kill_reap(pids[i]);
+			continue;
+		}
+		bool prod = i < cfg->nprod;
+		uint32_t id = prod ? i : i - cfg->nprod;
+		bool dies = (prod && (int)id == cfg->kill_prod) || (!prod && (int)id == cfg->kill_cons);
+		bool ok = dies ? (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)
+			       : (WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		if (!ok && !rep->bad_exit++) {
+			char sb[32];
+			snprintf(rep->bad_exit_desc, sizeof(rep->bad_exit_desc), "%s %u: %s",
+				 prod ? "producer" : "consumer", id,
+				 t_status_str(st, sb, sizeof(sb)));
+		}
+	}
+	rep->elapsed_ns = t_now() - start;
+
+	for (uint32_t p = 0; p < cfg->nprod; p++) {
+		uint32_t expect = (int)p == cfg->kill_prod ? cfg->prod_kill_at : cfg->per_prod;
+		for (uint32_t s = 0; s < words * 64; s++) {
+			bool got = atomic_load(&sh->bits[p * words + s / 64]) >> (s % 64) & 1;
+			if (s < expect && !got && !rep->missing++) {
+				rep->missing_first_prod = p;
+				rep->missing_first_seq = s;
+			}
+			if (s >= expect && got)
+				rep->unexpected++;
+		}
+	}
+	rep->received = sh->received;
+	rep->dup = sh->dup;
+	rep->order = sh->order;
+	rep->torn = sh->torn;
+	rep->errors = sh->errors;
+	rep->timeouts = sh->timeouts;
+	rep->last_err = sh->last_err;
+	rep->torn_kind = sh->torn_kind;
+	munmap(sh, size);
+}
+
+/* Assert the common part of a report (use in the parent; needs Criterion). */
+#define MP_ASSERT_CLEAN(rep)                                                              \
+	do {                                                                              \
+		cr_assert_eq((rep).timed_out, 0, "run did not finish in time (hang?)");   \
+		cr_assert_eq((rep).bad_exit, 0, "%d children exited badly, first: %s",    \
+			     (rep).bad_exit, (rep).bad_exit_desc);                       \
+		cr_assert_eq((rep).errors, 0, "unexpected queue errors, last %lld",      \
+			     (long long)(rep).last_err);                                 \
+		cr_assert_eq((rep).torn, 0, "%llu torn/corrupt messages (kind %u)",       \
+			     (unsigned long long)(rep).torn, (rep).torn_kind);           \
+		cr_assert_eq((rep).dup, 0, "%llu duplicates", (unsigned long long)(rep).dup); \
+		cr_assert_eq((rep).order, 0, "%llu per-producer FIFO violations",        \
+			     (unsigned long long)(rep).order);                           \
+		cr_assert_eq((rep).unexpected, 0, "%llu messages that were never sent",  \
+			     (unsigned long long)(rep).unexpected);                      \
+	} while (0)
+
+#endif
