@@ -474,6 +474,11 @@ struct mp_cfg {
 	uint32_t prod_kill_at;
 	int kill_cons;
 	uint32_t cons_kill_at;
+	/* The parent SIGKILLs producers 0 .. sigkill_prods-1 at a random point
+	 * of their run, once consumers got sigkill_after messages in all. Their
+	 * deliveries must then be a prefix (0 .. k-1) of what they sent. */
+	uint32_t sigkill_prods;
+	uint64_t sigkill_after;
 };
 
 static inline struct mp_cfg mp_cfg(uint32_t nprod, uint32_t ncons, uint32_t total)
@@ -494,6 +499,8 @@ struct mp_report {
 	uint64_t missing;      /* (prod, seq) expected but never received */
 	uint64_t missing_first_prod, missing_first_seq;
 	uint64_t unexpected;   /* received though it should not exist */
+	uint64_t gaps;         /* SIGKILLed producers: holes before a later delivery */
+	uint64_t killed_delivered; /* SIGKILLed producers: messages delivered */
 	uint64_t received, dup, order, torn, errors, timeouts;
 	int64_t last_err;
 	uint32_t torn_kind;
@@ -651,6 +658,13 @@ static inline void mp_run(shmq_queue *q, const struct mp_cfg *cfg, struct mp_rep
 	shmq_queue_shutdown(q, SHMQ_RDWR);
 	int64_t start = t_now();
 	t_set(&sh->go, 1);
+	if (cfg->sigkill_prods) {
+		while (atomic_load(&sh->received) < cfg->sigkill_after &&
+		       t_now() - start < cfg->limit_ns)
+			t_nap(100 * 1000);
+		for (uint32_t i = 0; i < cfg->sigkill_prods; i++)
+			kill(pids[i], SIGKILL);
+	}
 
 	for (uint32_t i = 0; i < n; i++) {
 		int st = 0;
@@ -665,6 +679,9 @@ static inline void mp_run(shmq_queue *q, const struct mp_cfg *cfg, struct mp_rep
 		bool dies = (prod && (int)id == cfg->kill_prod) || (!prod && (int)id == cfg->kill_cons);
 		bool ok = dies ? (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)
 			       : (WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		if (prod && id < cfg->sigkill_prods) /* killed, unless it was done */
+			ok = (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) ||
+			     (WIFEXITED(st) && WEXITSTATUS(st) == 0);
 		if (!ok && !rep->bad_exit++) {
 			char sb[32];
 			snprintf(rep->bad_exit_desc, sizeof(rep->bad_exit_desc), "%s %u: %s",
@@ -676,6 +693,17 @@ static inline void mp_run(shmq_queue *q, const struct mp_cfg *cfg, struct mp_rep
 
 	for (uint32_t p = 0; p < cfg->nprod; p++) {
 		uint32_t expect = (int)p == cfg->kill_prod ? cfg->prod_kill_at : cfg->per_prod;
+		if (p < cfg->sigkill_prods) { /* a prefix, no holes */
+			bool hole = false;
+			for (uint32_t s = 0; s < words * 64; s++) {
+				bool got = atomic_load(&sh->bits[p * words + s / 64]) >> (s % 64) & 1;
+				rep->killed_delivered += got;
+				rep->gaps += got && hole;
+				rep->unexpected += got && s >= cfg->per_prod;
+				hole |= !got;
+			}
+			continue;
+		}
 		for (uint32_t s = 0; s < words * 64; s++) {
 			bool got = atomic_load(&sh->bits[p * words + s / 64]) >> (s % 64) & 1;
 			if (s < expect && !got && !rep->missing++) {
