@@ -69,9 +69,18 @@ static uint64_t self_id(void)
 	return id;
 }
 
-/* Is the process behind id alive and still holding the segment at fdno? */
-static bool id_alive(const struct seg *s, uint64_t id, int32_t fdno)
+static uint32_t monotonic_s(void)
 {
+	return (uint32_t)(wait_now() / 1000000000);
+}
+
+/* Is the process behind slot p alive and still holding the segment? */
+static bool part_alive(const struct seg *s, struct seg_part *p, uint64_t id)
+{
+	uint32_t forking = atomic_load(&p->forking);
+	if (forking) /* the child has not adopted it yet: did the fork fail? */
+		return monotonic_s() + 1 - forking < PART_FORK_GRACE_S;
+	int32_t fdno = atomic_load(&p->fdno);
 	pid_t pid = (pid_t)(id & PID_MASK);
 	uint64_t start = id >> START_SHIFT, now_start = 0;
 
@@ -101,7 +110,7 @@ static void membership_changed(struct seg *s)
 	ec_notify(&s->hdr->ec_room);
 }
 
-int part_claim(struct seg *s, int roles)
+int part_claim(struct seg *s, int roles, bool for_child)
 {
 	uint64_t id = self_id() | ((uint64_t)roles << ROLES_SHIFT);
 	for (int attempt = 0; attempt < 2; attempt++) {
@@ -113,6 +122,7 @@ int part_claim(struct seg *s, int roles)
 				continue;
 			atomic_fetch_add(&p->gen, 1);
 			atomic_store(&p->fdno, s->fd);
+			atomic_store(&p->forking, for_child ? monotonic_s() + 1 : 0);
 			atomic_fetch_or(&s->hdr->ever, (uint32_t)roles);
 			membership_changed(s);
 			return (int)i;
@@ -121,6 +131,14 @@ int part_claim(struct seg *s, int roles)
 			break;
 	}
 	return -EUSERS;
+}
+
+void part_adopt(struct seg *s, int slot)
+{
+	struct seg_part *p = &s->parts[slot];
+	uint64_t id = atomic_load(&p->id);
+	atomic_store(&p->id, self_id() | (id & ROLES_MASK));
+	atomic_store(&p->forking, 0);
 }
 
 void part_set_roles(struct seg *s, int slot, int roles)
@@ -164,7 +182,7 @@ int part_reap_dead(struct seg *s)
 	for (uint32_t i = 0; i < s->geom.nparts; i++) {
 		struct seg_part *p = &s->parts[i];
 		uint64_t id = atomic_load(&p->id);
-		if (id && !id_alive(s, id, atomic_load(&p->fdno)))
+		if (id && !part_alive(s, p, id))
 			reaped += atomic_compare_exchange_strong(&p->id, &id, 0);
 	}
 	if (reaped)
@@ -178,5 +196,5 @@ bool part_tag_gone(struct seg *s, uint32_t tag)
 	if ((atomic_load(&p->gen) & GEN_MASK) != (tag >> SLOT_BITS & GEN_MASK))
 		return true;
 	uint64_t id = atomic_load(&p->id);
-	return !id || !id_alive(s, id, atomic_load(&p->fdno));
+	return !id || !part_alive(s, p, id);
 }

@@ -21,8 +21,12 @@ struct part_counts {
 	uint32_t producers, consumers;
 };
 
-/* Claim a slot for this process with roles. Returns the slot index or -EUSERS. */
-int part_claim(struct seg *s, int roles);
+/* Claim a slot for this process with roles. Returns the slot index or -EUSERS.
+ * for_child: claimed by a parent about to fork, for the child, which must
+ * part_adopt() it; until then it counts as alive for PART_FORK_GRACE_S. */
+int part_claim(struct seg *s, int roles, bool for_child);
+void part_adopt(struct seg *s, int slot);
+#define PART_FORK_GRACE_S 5
 /* Change the roles of our own slot; release it (roles -1). */
 void part_set_roles(struct seg *s, int slot, int roles);
 void part_release(struct seg *s, int slot);

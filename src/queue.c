@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/uio.h>
 
 /* A hand-off caught while spinning costs ~0.5 µs, one that parks ~17 µs: spin
  * about one futex round trip, yielding the core now and then so that on an
@@ -26,6 +27,7 @@ struct shmq_queue {
 	struct ring ring;
 	_Atomic int roles;
 	int slot;
+	int child_slot; /* claimed in fork_prepare for the child to adopt */
 	uint32_t tag;
 	/* Cached role counts: epoch << 32 | VALID | producers << 16 | consumers. */
 	_Atomic uint64_t members;
@@ -39,18 +41,32 @@ static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct shmq_queue *handles;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
-static void fork_prepare(void) { pthread_mutex_lock(&handles_lock); }
-static void fork_parent(void) { pthread_mutex_unlock(&handles_lock); }
+/* The child holds every handle with the same roles, in a slot of its own.
+ * The parent claims those slots before fork() so that the child's roles exist
+ * by the time fork() returns in the parent: a consumer must not see a moment
+ * with no producer (a false end of data) while the child starts. */
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&handles_lock);
+	for (struct shmq_queue *q = handles; q; q = q->next)
+		q->child_slot = part_claim(&q->seg, atomic_load(&q->roles), true);
+}
 
-/* The child holds every handle with the same roles, in a slot of its own. */
+static void fork_parent(void)
+{
+	pthread_mutex_unlock(&handles_lock);
+}
+
 static void fork_child(void)
 {
 	for (struct shmq_queue *q = handles; q; q = q->next) {
-		q->slot = part_claim(&q->seg, atomic_load(&q->roles));
-		if (q->slot < 0)
+		q->slot = q->child_slot;
+		if (q->slot < 0) {
 			atomic_store(&q->roles, 0);
-		else
+		} else {
+			part_adopt(&q->seg, q->slot);
 			q->tag = part_tag(&q->seg, q->slot);
+		}
 		atomic_store(&q->members, 0);
 	}
 	pthread_mutex_unlock(&handles_lock);
@@ -64,7 +80,7 @@ static int handle_attach(struct shmq_queue *q, int roles)
 	pthread_once(&atfork_once, register_atfork);
 	ring_init(&q->ring, &q->seg);
 	pthread_mutex_lock(&handles_lock);
-	q->slot = part_claim(&q->seg, roles);
+	q->slot = part_claim(&q->seg, roles, false);
 	if (q->slot < 0) {
 		pthread_mutex_unlock(&handles_lock);
 		return q->slot;
@@ -111,7 +127,10 @@ int shmq_queue_create(const char *name, const struct shmq_queue_attr *attr, shmq
 	if (!q)
 		return -ENOMEM;
 	q->roles = (a.flags & SHMQ_NOROLES) ? 0 : SHMQ_RDWR;
-	int err = seg_create(&q->seg, name, a.capacity, a.msg_max, a.flags & SHMQ_JOINABLE, a.mode);
+	struct seg_geom g;
+	int err = seg_geometry(a.capacity, a.msg_max, a.cell_size, a.flags & SHMQ_JOINABLE, &g);
+	if (err == 0)
+		err = seg_create(&q->seg, name, &g, a.mode);
 	return handle_finish(q, err, out);
 }
 
@@ -205,51 +224,67 @@ static bool role_gone(struct shmq_queue *q, int role)
 
 /* --------------------------------------------------------------- data path -- */
 
+enum op_kind { OP_PUT, OP_GET, OP_RESERVE, OP_PEEK };
+
 struct op {
-	bool put;
-	const void *src;
-	void *dst;
-	size_t len; /* put: message length; get: buffer capacity */
+	enum op_kind kind;
+	struct iovec *msgs; /* put/get: n messages or buffers */
+	unsigned n;
+	bool all;              /* bulk: all n or nothing */
+	size_t len;            /* reserve: message length */
+	struct ring_span *sp;  /* reserve/peek: the claimed cell */
+	size_t *peek_len;      /* peek: message length */
 };
 
-static ssize_t attempt(struct shmq_queue *q, const struct op *op, struct ring_block *b)
+static bool op_produces(const struct op *op)
 {
+	return op->kind == OP_PUT || op->kind == OP_RESERVE;
+}
+
+static int attempt(struct shmq_queue *q, const struct op *op, struct ring_block *b)
+{
+	struct ring *r = &q->ring;
 	struct seg_hdr *h = q->seg.hdr;
-	if (op->put) {
+	int res;
+
+	if (op_produces(op)) {
 		if (role_gone(q, SHMQ_RD))
 			return -EPIPE;
-		int r = ring_try_put(&q->ring, q->tag, op->src, op->len, b);
-		if (r == 0)
+		if (op->kind == OP_RESERVE)
+			return ring_try_reserve(r, q->tag, op->len, op->sp, b);
+		res = ring_try_put(r, q->tag, op->msgs, op->n, op->all, b);
+		if (res > 0)
 			ec_notify(&h->ec_data);
-		return r;
+		return res;
 	}
-	ssize_t r = ring_try_get(&q->ring, q->tag, op->dst, op->len, b);
-	if (r == -EAGAIN && role_gone(q, SHMQ_WR)) {
-		/* The last producer's final put may have landed after our look
-		 * at the ring: look again now that its exit is visible. */
-		r = ring_try_get(&q->ring, q->tag, op->dst, op->len, b);
-		if (r == -EAGAIN)
+	for (int look = 0;; look++) {
+		res = op->kind == OP_PEEK ? ring_try_peek(r, q->tag, op->sp, op->peek_len, b)
+					  : ring_try_get(r, q->tag, op->msgs, op->n, op->all, b);
+		/* At end of data, look once more: the last producer's final put
+		 * may have landed after our first look at the ring. */
+		if (res != -EAGAIN || !role_gone(q, SHMQ_WR))
+			break;
+		if (look)
 			return -EPIPE;
 	}
-	if (r >= 0 || r == -EPROTO) /* a dropped corrupt message frees room too */
+	if ((res > 0 && op->kind == OP_GET) || res == -EPROTO) /* a dropped message frees room */
 		ec_notify(&h->ec_room);
-	return r;
+	return res;
 }
 
 /* Busy-wait for up to SPIN_NS (or the deadline), yielding now and then. */
-static ssize_t spin(struct shmq_queue *q, const struct op *op, struct ring_block *b,
-		    int64_t deadline)
+static int spin(struct shmq_queue *q, const struct op *op, struct ring_block *b, int64_t deadline)
 {
-	int64_t start = wait_now(), now = start, last_yield = start;
+	int64_t start = wait_now(), last_yield = start;
 	int64_t end = deadline < start + SPIN_NS ? deadline : start + SPIN_NS;
 	for (;;) {
 		for (int i = 0; i < 16; i++) {
 			wait_pause();
-			ssize_t r = attempt(q, op, b);
+			int r = attempt(q, op, b);
 			if (r != -EAGAIN)
 				return r;
 		}
-		now = wait_now();
+		int64_t now = wait_now();
 		if (now >= end)
 			return -EAGAIN;
 		if (now - last_yield >= SPIN_YIELD_NS) {
@@ -273,13 +308,15 @@ static void check_peers(struct shmq_queue *q, const struct ring_block *b)
 	}
 }
 
-static ssize_t queue_wait(struct shmq_queue *q, const struct op *op, int64_t timeout_ns)
+/* Try, spin, then park on the eventcount of our direction until the op
+ * succeeds, fails for good, or the deadline passes. */
+static int queue_wait(struct shmq_queue *q, const struct op *op, int64_t timeout_ns)
 {
 	struct ring_block b;
-	ssize_t r = attempt(q, op, &b);
+	int r = attempt(q, op, &b);
 	if (r != -EAGAIN || timeout_ns == 0)
 		return r;
-	_Atomic uint32_t *ec = op->put ? &q->seg.hdr->ec_room : &q->seg.hdr->ec_data;
+	_Atomic uint32_t *ec = op_produces(op) ? &q->seg.hdr->ec_room : &q->seg.hdr->ec_data;
 	int64_t deadline = wait_deadline(timeout_ns);
 	for (;;) {
 		r = spin(q, op, &b, deadline);
@@ -297,27 +334,160 @@ static ssize_t queue_wait(struct shmq_queue *q, const struct op *op, int64_t tim
 	}
 }
 
+static bool has_role(shmq_queue *q, int role)
+{
+	return atomic_load_explicit(&q->roles, memory_order_relaxed) & role;
+}
+
+/* Common checks of put-like calls: -EINVAL, -EBADF, -EMSGSIZE or 0. */
+static int check_put(shmq_queue *q, const struct iovec *msgs, unsigned n)
+{
+	if (!q || !msgs || n == 0 || n > SHMQ_BATCH_MAX)
+		return -EINVAL;
+	if (!has_role(q, SHMQ_WR))
+		return -EBADF;
+	for (unsigned i = 0; i < n; i++) {
+		if (!msgs[i].iov_base && msgs[i].iov_len)
+			return -EINVAL;
+		if (msgs[i].iov_len > q->ring.msg_max)
+			return -EMSGSIZE;
+	}
+	return 0;
+}
+
+static int check_get(shmq_queue *q, const struct iovec *bufs, unsigned n)
+{
+	if (!q || !bufs || n == 0 || n > SHMQ_BATCH_MAX)
+		return -EINVAL;
+	if (!has_role(q, SHMQ_RD))
+		return -EBADF;
+	for (unsigned i = 0; i < n; i++)
+		if (!bufs[i].iov_base && bufs[i].iov_len)
+			return -EINVAL;
+	return 0;
+}
+
+static int put_many(shmq_queue *q, const struct iovec *msgs, unsigned n, bool all,
+		    int64_t timeout_ns)
+{
+	int err = check_put(q, msgs, n);
+	if (err)
+		return err;
+	if (all) { /* a bulk that could never fit is a bad argument */
+		uint64_t cells = 0;
+		for (unsigned i = 0; i < n; i++)
+			cells += seg_cells_for(msgs[i].iov_len, q->ring.cell_size);
+		if (cells > q->ring.mask + 1)
+			return -EINVAL;
+	}
+	struct op op = { .kind = OP_PUT, .msgs = (struct iovec *)msgs, .n = n, .all = all };
+	return queue_wait(q, &op, timeout_ns);
+}
+
+static int get_many(shmq_queue *q, struct iovec *bufs, unsigned n, bool all, int64_t timeout_ns)
+{
+	int err = check_get(q, bufs, n);
+	if (err)
+		return err;
+	struct op op = { .kind = OP_GET, .msgs = bufs, .n = n, .all = all };
+	return queue_wait(q, &op, timeout_ns);
+}
+
 int shmq_put(shmq_queue *q, const void *buf, size_t len, int64_t timeout_ns)
 {
-	if (!q || (!buf && len))
-		return -EINVAL;
-	if (!(atomic_load_explicit(&q->roles, memory_order_relaxed) & SHMQ_WR))
-		return -EBADF;
-	if (len > q->ring.msg_max)
-		return -EMSGSIZE;
-	struct op op = { .put = true, .src = buf, .len = len };
-	return (int)queue_wait(q, &op, timeout_ns);
+	struct iovec one = { .iov_base = (void *)buf, .iov_len = len };
+	int r = put_many(q, &one, 1, true, timeout_ns);
+	return r < 0 ? r : 0;
 }
 
 ssize_t shmq_get(shmq_queue *q, void *buf, size_t cap, int64_t timeout_ns)
 {
-	if (!q || (!buf && cap))
-		return -EINVAL;
-	if (!(atomic_load_explicit(&q->roles, memory_order_relaxed) & SHMQ_RD))
-		return -EBADF;
-	struct op op = { .put = false, .dst = buf, .len = cap };
-	return queue_wait(q, &op, timeout_ns);
+	struct iovec one = { .iov_base = buf, .iov_len = cap };
+	int r = get_many(q, &one, 1, true, timeout_ns);
+	return r < 0 ? r : (ssize_t)one.iov_len;
 }
+
+int shmq_put_bulk(shmq_queue *q, const struct iovec *msgs, unsigned n, int64_t timeout_ns)
+{
+	return put_many(q, msgs, n, true, timeout_ns);
+}
+
+int shmq_put_burst(shmq_queue *q, const struct iovec *msgs, unsigned n, int64_t timeout_ns)
+{
+	return put_many(q, msgs, n, false, timeout_ns);
+}
+
+int shmq_get_bulk(shmq_queue *q, struct iovec *msgs, unsigned n, int64_t timeout_ns)
+{
+	return get_many(q, msgs, n, true, timeout_ns);
+}
+
+int shmq_get_burst(shmq_queue *q, struct iovec *msgs, unsigned n, int64_t timeout_ns)
+{
+	return get_many(q, msgs, n, false, timeout_ns);
+}
+
+/* ------------------------------------------------------------- zero-copy -- */
+
+static struct ring_span *slot_span(shmq_slot *slot)
+{
+	_Static_assert(sizeof(slot->priv) >= sizeof(struct ring_span), "slot too small");
+	return (struct ring_span *)slot->priv;
+}
+
+int shmq_put_reserve(shmq_queue *q, size_t len, shmq_slot *slot, int64_t timeout_ns)
+{
+	if (!q || !slot)
+		return -EINVAL;
+	if (!has_role(q, SHMQ_WR))
+		return -EBADF;
+	if (len > q->ring.msg_max || len > q->ring.cell_size - CELL_HEAD)
+		return -EMSGSIZE;
+	struct op op = { .kind = OP_RESERVE, .len = len, .sp = slot_span(slot) };
+	int r = queue_wait(q, &op, timeout_ns);
+	if (r < 0)
+		return r;
+	slot->data = ring_payload(&q->ring, op.sp);
+	slot->len = len;
+	return 0;
+}
+
+int shmq_put_commit(shmq_queue *q, shmq_slot *slot)
+{
+	if (!q || !slot || !ring_span_held(&q->ring, slot_span(slot), true) ||
+	    slot->len > q->ring.cell_size - CELL_HEAD || slot->len > q->ring.msg_max)
+		return -EINVAL;
+	ring_commit(&q->ring, slot_span(slot), slot->len);
+	ec_notify(&q->seg.hdr->ec_data);
+	slot->data = NULL;
+	return 0;
+}
+
+int shmq_get_peek(shmq_queue *q, shmq_slot *slot, int64_t timeout_ns)
+{
+	if (!q || !slot)
+		return -EINVAL;
+	if (!has_role(q, SHMQ_RD))
+		return -EBADF;
+	struct op op = { .kind = OP_PEEK, .sp = slot_span(slot), .peek_len = &slot->len };
+	int r = queue_wait(q, &op, timeout_ns);
+	if (r < 0)
+		return r;
+	slot->data = ring_payload(&q->ring, op.sp);
+	return 0;
+}
+
+int shmq_get_release(shmq_queue *q, shmq_slot *slot)
+{
+	if (!q || !slot || !ring_span_held(&q->ring, slot_span(slot), false))
+		return -EINVAL;
+	ring_release(&q->ring, slot_span(slot));
+	ec_notify(&q->seg.hdr->ec_room);
+	slot->data = NULL;
+	return 0;
+}
+
+/* ------------------------------------------------------------- snapshots -- */
 
 ssize_t shmq_qsize(shmq_queue *q)
 {
@@ -342,4 +512,9 @@ size_t shmq_msg_max(shmq_queue *q)
 size_t shmq_capacity(shmq_queue *q)
 {
 	return q ? q->ring.mask + 1 : 0;
+}
+
+size_t shmq_cell_size(shmq_queue *q)
+{
+	return q ? q->ring.cell_size : 0;
 }

@@ -1,4 +1,4 @@
-/* Ring layer: lock-free MPMC ring of variable-length messages in 64-byte cells.
+/* Ring layer: lock-free MPMC ring of variable-length messages in cells.
  *
  * Positions. `tail` and `head` hold a 40-bit cell position and a 24-bit
  * message count. Position p lives in cell p & mask and belongs to lap
@@ -8,9 +8,9 @@
  * Cell state (64 bits): kind (2) | SKIP (1) | k (20) | owner tag (16) | lap (25)
  *
  *   FREE(L)          cell free for the message of lap L at this cell
- *   BUSY(L,k,owner)  a producer claimed it and is writing k cells
+ *   BUSY(L,K,owner)  a producer claimed K cells and is writing them
  *   FULL(L,k)        published (SKIP: its producer died; consumers drop it)
- *   READ(L,k,owner)  a consumer claimed it and is copying out
+ *   READ(L,K,owner)  a consumer claimed K cells and is copying out
  *
  * Continuation cells stay FREE(L) while in use and turn FREE(L+1) when the
  * consumer releases the message; the first cell is released last, so a
@@ -24,6 +24,13 @@
  * stalls no one. Only cells are authoritative; a stale tail/head read is
  * caught by the state's lap. Lap aliasing would need a thread to stall across
  * 2^25 laps (2^31 messages or more) at one instruction.
+ *
+ * Batches: one claim covers K cells of several messages. A producer marks the
+ * inner messages' first cells FULL, then publishes the first cell; consumers
+ * reach inner messages only through head, which cannot pass the first cell
+ * before it is published. A consumer scans consecutive FULL messages from
+ * head and claims them all with one CAS on the first cell (READ(K)): nobody
+ * else can reach the inner ones, since head jumps over all K cells.
  *
  * Orderings: states are read with acquire and written with release or
  * stronger; the publishing store (FULL) and the releasing CAS (FREE) are
@@ -77,9 +84,13 @@ static inline uint64_t lap_next(const struct ring *r, uint64_t lap)
 {
 	return (lap + 1) & r->lap_mask;
 }
+static inline uint64_t lap_prev(const struct ring *r, uint64_t lap)
+{
+	return (lap - 1) & r->lap_mask;
+}
 static inline struct seg_cell *cell(const struct ring *r, uint64_t pos)
 {
-	return &r->cells[pos & r->mask];
+	return (struct seg_cell *)(r->cells + ((pos & r->mask) << r->cell_shift));
 }
 static inline uint64_t free_state(const struct ring *r, uint64_t pos)
 {
@@ -89,23 +100,29 @@ static inline uint64_t load_state(const struct seg_cell *c)
 {
 	return atomic_load_explicit(&c->state, memory_order_acquire);
 }
-/* Largest payload that k cells carry. */
-static inline uint64_t cells_payload(uint64_t k)
+static inline uint64_t cells_for(const struct ring *r, size_t len)
 {
-	return CELL_FIRST_PAYLOAD + (k - 1) * CELL_NEXT_PAYLOAD;
+	return seg_cells_for(len, r->cell_size);
+}
+/* A claim covers at most the ring and what the k field holds. */
+static inline bool span_ok(const struct ring *r, uint64_t k)
+{
+	return k >= 1 && k <= r->mask + 1 && k <= K_MASK;
 }
 
-void ring_init(struct ring *r, struct seg *s)
+void ring_init(struct ring *r, const struct seg *s)
 {
 	r->hdr = s->hdr;
-	r->cells = s->cells;
+	r->cells = (unsigned char *)s->cells;
 	r->mask = s->geom.capacity - 1;
 	r->shift = (unsigned)__builtin_ctz(s->geom.capacity);
+	r->cell_shift = (unsigned)__builtin_ctz(s->geom.cell_size);
 	/* The lap must wrap exactly when the 40-bit position does. */
 	unsigned lap_bits = POS_BITS - r->shift < LAP_BITS ? POS_BITS - r->shift : LAP_BITS;
 	r->lap_mask = (1ull << lap_bits) - 1;
 	r->msg_max = s->geom.msg_max;
-	r->max_cells = seg_cells_for(s->geom.msg_max);
+	r->cell_size = s->geom.cell_size;
+	r->max_cells = seg_cells_for(s->geom.msg_max, s->geom.cell_size);
 }
 
 /* Compare-and-swap a 64-bit index once; failure means someone helped. */
@@ -115,26 +132,28 @@ static inline void idx_help(_Atomic uint64_t *idx, uint64_t seen, uint64_t k)
 						memory_order_acq_rel, memory_order_relaxed);
 }
 
-/* Offset of the first cell of pos+1 .. pos+k-1 that is not free, or k. */
-static uint64_t range_free_until(const struct ring *r, uint64_t pos, uint64_t k)
+/* First offset in [from, to) whose cell is not free, or to. */
+static uint64_t range_free_until(const struct ring *r, uint64_t pos, uint64_t from, uint64_t to)
 {
-	for (uint64_t i = 1; i < k; i++)
+	for (uint64_t i = from; i < to; i++)
 		if (load_state(cell(r, pos + i)) != free_state(r, pos + i))
 			return i;
-	return k;
+	return to;
 }
 
 static void copy_in(const struct ring *r, uint64_t pos, const void *buf, size_t len)
 {
 	struct seg_cell *c = cell(r, pos);
 	const unsigned char *src = buf;
-	size_t n = len < CELL_FIRST_PAYLOAD ? len : CELL_FIRST_PAYLOAD;
+	size_t first = r->cell_size - CELL_HEAD, next = r->cell_size - CELL_NEXT_HEAD;
+	size_t n = len < first ? len : first;
 
 	atomic_store_explicit(&c->len, (uint32_t)len, memory_order_relaxed);
-	memcpy(c->rest, src, n);
+	if (n)
+		memcpy(c->rest, src, n);
 	for (src += n, len -= n; len; src += n, len -= n) {
-		n = len < CELL_NEXT_PAYLOAD ? len : CELL_NEXT_PAYLOAD;
-		memcpy((unsigned char *)cell(r, ++pos) + 8, src, n);
+		n = len < next ? len : next;
+		memcpy((unsigned char *)cell(r, ++pos) + CELL_NEXT_HEAD, src, n);
 	}
 }
 
@@ -142,20 +161,25 @@ static void copy_out(const struct ring *r, uint64_t pos, void *buf, size_t len)
 {
 	const struct seg_cell *c = cell(r, pos);
 	unsigned char *dst = buf;
-	size_t n = len < CELL_FIRST_PAYLOAD ? len : CELL_FIRST_PAYLOAD;
+	size_t first = r->cell_size - CELL_HEAD, next = r->cell_size - CELL_NEXT_HEAD;
+	size_t n = len < first ? len : first;
 
-	memcpy(dst, c->rest, n);
+	if (n)
+		memcpy(dst, c->rest, n);
 	for (dst += n, len -= n; len; dst += n, len -= n) {
-		n = len < CELL_NEXT_PAYLOAD ? len : CELL_NEXT_PAYLOAD;
-		memcpy(dst, (const unsigned char *)cell(r, ++pos) + 8, n);
+		n = len < next ? len : next;
+		memcpy(dst, (const unsigned char *)cell(r, ++pos) + CELL_NEXT_HEAD, n);
 	}
 }
 
-int ring_try_put(struct ring *r, uint32_t tag, const void *buf, size_t len,
-		 struct ring_block *b)
+/* ------------------------------------------------------------- producers -- */
+
+/* Claim cells at tail for up to n messages of the given lengths (all: exactly
+ * n). Returns the count claimed, with *sp the range; -EAGAIN, -EPROTO. */
+static int claim_put(struct ring *r, uint32_t tag, const struct iovec *msgs, unsigned n, bool all,
+		     struct ring_span *sp, struct ring_block *b)
 {
 	_Atomic uint64_t *tail = &r->hdr->tail;
-	uint64_t k = seg_cells_for(len);
 	uint64_t t = atomic_load_explicit(tail, memory_order_acquire);
 
 	for (;;) {
@@ -164,22 +188,35 @@ int ring_try_put(struct ring *r, uint32_t tag, const void *buf, size_t len,
 		uint64_t s = load_state(c);
 
 		if (s == free_state(r, pos)) {
-			uint64_t busy = range_free_until(r, pos, k);
-			if (busy == k &&
-			    atomic_compare_exchange_strong_explicit(&c->state, &s,
-								    st_make(ST_BUSY, lap, k, tag),
+			/* How many messages fit in the free run from pos. */
+			unsigned m = 0;
+			uint64_t cells = 0, free_to = 1;
+			while (m < n) {
+				uint64_t k = cells_for(r, msgs[m].iov_len);
+				if (!span_ok(r, cells + k))
+					break;
+				free_to = range_free_until(r, pos, free_to, cells + k);
+				if (free_to < cells + k)
+					break;
+				cells += k;
+				m++;
+			}
+			uint64_t busy = st_make(ST_BUSY, lap, cells, tag);
+			if (m && (m == n || !all) &&
+			    atomic_compare_exchange_strong_explicit(&c->state, &s, busy,
 								    memory_order_acquire,
 								    memory_order_relaxed)) {
-				idx_help(tail, t, k);
+				idx_help(tail, t, cells);
+				if (m > 1)
+					atomic_fetch_add_explicit(&r->hdr->tail_extra, m - 1,
+								  memory_order_relaxed);
+				*sp = (struct ring_span){ .pos = pos, .held = busy };
 				TEST_HOOK(SHMQ_HOOK_PUT_CLAIMED);
-				copy_in(r, pos, buf, len);
-				atomic_store_explicit(&c->state, st_make(ST_FULL, lap, k, 0),
-						      memory_order_seq_cst);
-				return 0;
+				return (int)m;
 			}
 			uint64_t t2 = atomic_load_explicit(tail, memory_order_acquire);
-			if (busy < k && t2 == t) {
-				b->pos = pos + busy;
+			if (t2 == t && (!m || (all && m < n))) {
+				b->pos = pos + free_to;
 				b->state = load_state(cell(r, b->pos));
 				return -EAGAIN;
 			}
@@ -188,10 +225,9 @@ int ring_try_put(struct ring *r, uint32_t tag, const void *buf, size_t len,
 		}
 		if (st_lap(s) == lap && st_kind(s) != ST_FREE) {
 			/* Claimed at this lap and tail not moved yet: help. */
-			uint64_t kk = st_k(s);
-			if (kk == 0 || kk > r->max_cells)
+			if (!span_ok(r, st_k(s)))
 				return -EPROTO;
-			idx_help(tail, t, kk);
+			idx_help(tail, t, st_k(s));
 			t = atomic_load_explicit(tail, memory_order_acquire);
 			continue;
 		}
@@ -201,7 +237,7 @@ int ring_try_put(struct ring *r, uint32_t tag, const void *buf, size_t len,
 			continue;
 		}
 		/* tail is current: the cell still holds the previous lap. */
-		if (st_lap(s) != ((lap - 1) & r->lap_mask))
+		if (st_lap(s) != lap_prev(r, lap))
 			return -EPROTO;
 		b->pos = pos;
 		b->state = s;
@@ -209,8 +245,53 @@ int ring_try_put(struct ring *r, uint32_t tag, const void *buf, size_t len,
 	}
 }
 
-/* Release a message the caller holds in READ state: continuation cells first,
- * the first cell last (seq_cst, see the top comment). */
+/* Publish the first message last: it is what lets consumers in. */
+static void publish(const struct ring_span *sp, struct seg_cell *c, uint64_t k)
+{
+	atomic_store_explicit(&c->state, st_make(ST_FULL, st_lap(sp->held), k, 0),
+			      memory_order_seq_cst);
+}
+
+int ring_try_put(struct ring *r, uint32_t tag, const struct iovec *msgs, unsigned n, bool all,
+		 struct ring_block *b)
+{
+	struct ring_span sp;
+	int m = claim_put(r, tag, msgs, n, all, &sp, b);
+	if (m <= 0)
+		return m;
+	uint64_t pos = sp.pos;
+	for (int i = 0; i < m; i++) {
+		uint64_t k = cells_for(r, msgs[i].iov_len);
+		copy_in(r, pos, msgs[i].iov_base, msgs[i].iov_len);
+		if (i > 0)
+			atomic_store_explicit(&cell(r, pos)->state,
+					      st_make(ST_FULL, lap_of(r, pos), k, 0),
+					      memory_order_release);
+		pos += k;
+	}
+	publish(&sp, cell(r, sp.pos), cells_for(r, msgs[0].iov_len));
+	return m;
+}
+
+int ring_try_reserve(struct ring *r, uint32_t tag, size_t len, struct ring_span *sp,
+		     struct ring_block *b)
+{
+	struct iovec one = { .iov_base = NULL, .iov_len = len };
+	int m = claim_put(r, tag, &one, 1, true, sp, b);
+	return m < 0 ? m : 0;
+}
+
+void ring_commit(struct ring *r, const struct ring_span *sp, size_t len)
+{
+	struct seg_cell *c = cell(r, sp->pos);
+	atomic_store_explicit(&c->len, (uint32_t)len, memory_order_relaxed);
+	publish(sp, c, 1);
+}
+
+/* ------------------------------------------------------------- consumers -- */
+
+/* Release cells the caller holds in READ state: the others first, the first
+ * cell last (seq_cst, see the top comment). */
 static void release(const struct ring *r, uint64_t pos, uint64_t held)
 {
 	for (uint64_t i = 1; i < st_k(held); i++)
@@ -222,73 +303,106 @@ static void release(const struct ring *r, uint64_t pos, uint64_t held)
 						memory_order_seq_cst, memory_order_relaxed);
 }
 
-/* Claim the FULL message s at pos; returns its length, -EPROTO, or SKIPPED for
- * a skipped one (dead producer). The caller retries on a lost race (-EBUSY). */
-#define SKIPPED ((ssize_t)-ENOMSG) /* internal, never returned */
-static ssize_t claim_and_copy(struct ring *r, uint32_t tag, uint64_t h, uint64_t s,
-			      void *buf, size_t cap)
+/* Take the message(s) at head: returns true when sp now holds them. */
+static bool claim_at_head(struct ring *r, uint64_t h, uint64_t seen, uint64_t held,
+			  struct ring_span *sp)
 {
-	uint64_t pos = idx_pos(h), k = st_k(s);
-	struct seg_cell *c = cell(r, pos);
-	uint64_t held = st_make(ST_READ, st_lap(s), k, tag);
-
-	if (!atomic_compare_exchange_strong_explicit(&c->state, &s, held, memory_order_acquire,
+	struct seg_cell *c = cell(r, idx_pos(h));
+	if (!atomic_compare_exchange_strong_explicit(&c->state, &seen, held, memory_order_acquire,
 						     memory_order_relaxed))
-		return -EBUSY;
-	idx_help(&r->hdr->head, h, k);
+		return false;
+	idx_help(&r->hdr->head, h, st_k(held));
+	*sp = (struct ring_span){ .pos = idx_pos(h), .held = held };
 	TEST_HOOK(SHMQ_HOOK_GET_CLAIMED);
-	ssize_t n = SKIPPED;
-	if (!(s & ST_SKIP)) {
-		uint32_t len = atomic_load_explicit(&c->len, memory_order_relaxed);
-		if (len > r->msg_max || seg_cells_for(len) != k || len > cap) {
-			n = -EPROTO;
-		} else {
-			copy_out(r, pos, buf, len);
-			n = len;
-		}
-	}
-	release(r, pos, held);
-	return n;
+	return true;
 }
 
-ssize_t ring_try_get(struct ring *r, uint32_t tag, void *buf, size_t cap,
-		     struct ring_block *b)
+/* Is the FULL message at p with state s whole and sane? Its length via *len. */
+static bool message_sane(const struct ring *r, uint64_t p, uint64_t s, uint32_t *len)
+{
+	*len = atomic_load_explicit(&cell(r, p)->len, memory_order_relaxed);
+	return st_k(s) >= 1 && st_k(s) <= r->max_cells && *len <= r->msg_max &&
+	       cells_for(r, *len) == st_k(s);
+}
+
+/* Claim up to n consecutive messages at head (all: exactly n), each fitting
+ * its buffer. Returns the count, with *sp the range; -EAGAIN, -EMSGSIZE,
+ * -EPROTO. Drops skipped and corrupt messages found first at head. */
+static int claim_get(struct ring *r, uint32_t tag, const struct iovec *msgs, unsigned n, bool all,
+		     struct ring_span *sp, struct ring_block *b)
 {
 	_Atomic uint64_t *head = &r->hdr->head;
 	uint64_t h = atomic_load_explicit(head, memory_order_acquire);
 
 	for (;;) {
 		uint64_t pos = idx_pos(h), lap = lap_of(r, pos);
-		struct seg_cell *c = cell(r, pos);
-		uint64_t s = load_state(c);
-		uint64_t k = st_k(s);
+		uint64_t s = load_state(cell(r, pos));
+		uint32_t len;
 
 		if (st_lap(s) == lap && st_kind(s) == ST_FULL) {
-			if (k == 0 || k > r->max_cells)
+			if (!span_ok(r, st_k(s)))
 				return -EPROTO;
-			if (!(s & ST_SKIP) && cap < cells_payload(k)) {
-				/* Might not fit: read the length, and trust it
-				 * only if the state did not move meanwhile. */
-				uint32_t len = atomic_load_explicit(&c->len, memory_order_relaxed);
-				atomic_thread_fence(memory_order_acquire);
-				if (load_state(c) == s && len <= r->msg_max && len > cap)
-					return -EMSGSIZE;
+			bool skip = s & ST_SKIP;
+			if (skip || !message_sane(r, pos, s, &len)) {
+				/* Dead producer's (or corrupt) message: drop it. */
+				if (claim_at_head(r, h, s, st_make(ST_READ, lap, st_k(s), tag), sp)) {
+					release(r, pos, sp->held);
+					if (!skip)
+						return -EPROTO;
+				}
+				h = atomic_load_explicit(head, memory_order_acquire);
+				continue;
 			}
-			ssize_t n = claim_and_copy(r, tag, h, s, buf, cap);
-			if (n != -EBUSY && n != SKIPPED)
-				return n;
+			if (len > msgs[0].iov_len) {
+				/* Trust the length only if the state did not move. */
+				atomic_thread_fence(memory_order_acquire);
+				if (load_state(cell(r, pos)) == s)
+					return -EMSGSIZE;
+				h = atomic_load_explicit(head, memory_order_acquire);
+				continue;
+			}
+			/* Scan the sane, fitting, FULL messages that follow. */
+			unsigned m = 1;
+			uint64_t cells = st_k(s), p = pos + cells, sp_state = 0;
+			for (; m < n; m++, p += st_k(sp_state), cells += st_k(sp_state)) {
+				sp_state = load_state(cell(r, p));
+				if (st_kind(sp_state) != ST_FULL || (sp_state & ST_SKIP) ||
+				    st_lap(sp_state) != lap_of(r, p) ||
+				    !message_sane(r, p, sp_state, &len) ||
+				    !span_ok(r, cells + st_k(sp_state)))
+					break;
+				if (len > msgs[m].iov_len) {
+					if (all)
+						return -EMSGSIZE;
+					break;
+				}
+			}
+			if (all && m < n) {
+				uint64_t h2 = atomic_load_explicit(head, memory_order_acquire);
+				if (h2 == h) {
+					b->pos = p;
+					b->state = load_state(cell(r, p));
+					return -EAGAIN;
+				}
+				h = h2;
+				continue;
+			}
+			if (claim_at_head(r, h, s, st_make(ST_READ, lap, cells, tag), sp)) {
+				if (m > 1)
+					atomic_fetch_add_explicit(&r->hdr->head_extra, m - 1,
+								  memory_order_relaxed);
+				return (int)m;
+			}
 		} else if (st_lap(s) == lap && st_kind(s) == ST_READ) {
-			if (k == 0 || k > r->max_cells)
+			if (!span_ok(r, st_k(s)))
 				return -EPROTO;
-			idx_help(head, h, k); /* claimed, head not moved yet */
+			idx_help(head, h, st_k(s)); /* claimed, head not moved yet */
 		} else {
 			uint64_t h2 = atomic_load_explicit(head, memory_order_acquire);
 			if (h2 == h) {
 				/* Empty: this lap not yet written, or the cell
 				 * still held by the previous lap. */
-				bool empty = (st_lap(s) == lap && st_kind(s) != ST_FULL) ||
-					     st_lap(s) == ((lap - 1) & r->lap_mask);
-				if (!empty)
+				if (st_lap(s) != lap && st_lap(s) != lap_prev(r, lap))
 					return -EPROTO;
 				b->pos = pos;
 				b->state = s;
@@ -299,37 +413,107 @@ ssize_t ring_try_get(struct ring *r, uint32_t tag, void *buf, size_t cap,
 	}
 }
 
+int ring_try_get(struct ring *r, uint32_t tag, struct iovec *msgs, unsigned n, bool all,
+		 struct ring_block *b)
+{
+	struct ring_span sp;
+	int m = claim_get(r, tag, msgs, n, all, &sp, b);
+	if (m <= 0)
+		return m;
+	/* The cells are ours now: lengths and inner states cannot move, unless
+	 * a hostile peer writes them, which copy-out must survive. */
+	uint64_t pos = sp.pos, s = load_state(cell(r, pos));
+	int result = m;
+	for (int i = 0; i < m; i++) {
+		uint32_t len = atomic_load_explicit(&cell(r, pos)->len, memory_order_relaxed);
+		uint64_t k = cells_for(r, len);
+		if (i > 0)
+			s = load_state(cell(r, pos));
+		if (len > msgs[i].iov_len || len > r->msg_max ||
+		    (i > 0 && st_k(s) != k) || pos + k > sp.pos + st_k(sp.held)) {
+			result = -EPROTO;
+			break;
+		}
+		copy_out(r, pos, msgs[i].iov_base, len);
+		msgs[i].iov_len = len;
+		pos += k;
+	}
+	release(r, sp.pos, sp.held);
+	return result;
+}
+
+int ring_try_peek(struct ring *r, uint32_t tag, struct ring_span *sp, size_t *len,
+		  struct ring_block *b)
+{
+	struct iovec one = { .iov_base = NULL, .iov_len = r->cell_size - CELL_HEAD };
+	int m = claim_get(r, tag, &one, 1, true, sp, b);
+	if (m < 0)
+		return m;
+	*len = atomic_load_explicit(&cell(r, sp->pos)->len, memory_order_relaxed);
+	if (*len > one.iov_len) { /* hostile peer rewrote it */
+		release(r, sp->pos, sp->held);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+void ring_release(struct ring *r, const struct ring_span *sp)
+{
+	release(r, sp->pos, sp->held);
+}
+
+void *ring_payload(const struct ring *r, const struct ring_span *sp)
+{
+	return cell(r, sp->pos)->rest;
+}
+
+bool ring_span_held(const struct ring *r, const struct ring_span *sp, bool put)
+{
+	unsigned kind = put ? ST_BUSY : ST_READ;
+	return st_kind(sp->held) == kind && st_k(sp->held) == 1 &&
+	       load_state(cell(r, sp->pos)) == sp->held;
+}
+
+/* -------------------------------------------------------------- recovery -- */
+
 bool ring_recover(struct ring *r, struct seg *s, const struct ring_block *b)
 {
 	struct seg_cell *c = cell(r, b->pos);
-	uint64_t st = b->state;
+	uint64_t st = b->state, k = st_k(st);
 	unsigned kind = st_kind(st);
-	uint64_t k = st_k(st);
 
-	if ((kind != ST_BUSY && kind != ST_READ) || k == 0 || k > r->max_cells ||
-	    load_state(c) != st || !part_tag_gone(s, st_tag(st)))
+	if ((kind != ST_BUSY && kind != ST_READ) || !span_ok(r, k) || load_state(c) != st ||
+	    !part_tag_gone(s, st_tag(st)))
 		return false;
 	if (kind == ST_BUSY) /* dead producer: publish its message as skipped */
 		return atomic_compare_exchange_strong(
 			&c->state, &st, st_make(ST_FULL, st_lap(st), k, 0) | ST_SKIP);
-	/* Dead consumer: free its cells, continuation first. CAS, not store: a
-	 * racing recoverer may already have freed them, and they may be in use
-	 * by the next lap. */
+	/* Dead consumer: free its cells, the first last. CAS only states of the
+	 * dead claim's lap: a racing recoverer may have finished, and the
+	 * cells may already serve the next lap. */
 	uint64_t first = st_lap(st) << r->shift | (b->pos & r->mask);
 	for (uint64_t i = 1; i < k; i++) {
-		uint64_t was = free_state(r, first + i);
-		atomic_compare_exchange_strong(&cell(r, first + i)->state, &was,
-					       st_make(ST_FREE, lap_next(r, lap_of(r, first + i)), 0, 0));
+		uint64_t p = first + i, was = load_state(cell(r, p));
+		if (st_lap(was) == lap_of(r, p))
+			atomic_compare_exchange_strong(&cell(r, p)->state, &was,
+						       st_make(ST_FREE, lap_next(r, lap_of(r, p)), 0, 0));
 	}
 	return atomic_compare_exchange_strong(&c->state, &st,
 					      st_make(ST_FREE, lap_next(r, st_lap(st)), 0, 0));
 }
 
+/* ------------------------------------------------------------- snapshots -- */
+
 uint64_t ring_count(const struct ring *r)
 {
-	uint64_t h = atomic_load_explicit(&r->hdr->head, memory_order_acquire);
-	uint64_t t = atomic_load_explicit(&r->hdr->tail, memory_order_acquire);
+	const struct seg_hdr *hd = r->hdr;
+	uint64_t h = atomic_load_explicit(&hd->head, memory_order_acquire) +
+		     atomic_load_explicit(&hd->head_extra, memory_order_relaxed);
+	uint64_t t = atomic_load_explicit(&hd->tail, memory_order_acquire) +
+		     atomic_load_explicit(&hd->tail_extra, memory_order_relaxed);
 	uint64_t n = (t - h) & CNT_MASK;
+	if (n & (1ull << (CNT_BITS - 1))) /* negative: a batch's count not added yet */
+		return 0;
 	return n > r->mask + 1 ? r->mask + 1 : n;
 }
 
@@ -337,5 +521,5 @@ bool ring_full(const struct ring *r)
 {
 	uint64_t pos = idx_pos(atomic_load_explicit(&r->hdr->tail, memory_order_acquire));
 	uint64_t s = load_state(cell(r, pos));
-	return s != free_state(r, pos) && st_lap(s) == ((lap_of(r, pos) - 1) & r->lap_mask);
+	return s != free_state(r, pos) && st_lap(s) == lap_prev(r, lap_of(r, pos));
 }

@@ -8,16 +8,19 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 /* Process-local view of a ring: geometry copied from the validated header. */
 struct ring {
 	struct seg_hdr *hdr;
-	struct seg_cell *cells;
-	uint64_t mask;     /* capacity - 1 */
-	unsigned shift;    /* log2(capacity) */
-	uint64_t lap_mask; /* laps kept in a cell state */
-	uint64_t max_cells;
+	unsigned char *cells;
+	uint64_t mask;       /* capacity - 1 */
+	unsigned shift;      /* log2(capacity) */
+	unsigned cell_shift; /* log2(cell_size) */
+	uint64_t lap_mask;   /* laps kept in a cell state */
+	uint64_t max_cells;  /* cells of one msg_max message */
 	uint32_t msg_max;
+	uint32_t cell_size;
 };
 
 /* Where a try_* call found its way blocked: the cell position and the state
@@ -27,23 +30,49 @@ struct ring_block {
 	uint64_t state;
 };
 
-void ring_init(struct ring *r, struct seg *s);
+/* Cells claimed by this process: first position and the state it holds. */
+struct ring_span {
+	uint64_t pos;
+	uint64_t held;
+};
 
-/* Put one message without waiting. tag: the caller's participant tag.
- * Returns 0; -EAGAIN (no room: *b says where); -EPROTO (inconsistent ring). */
-int ring_try_put(struct ring *r, uint32_t tag, const void *buf, size_t len,
+void ring_init(struct ring *r, const struct seg *s);
+
+/* Every try_* call runs concurrently with any other ring call of any process.
+ * tag: the caller's participant tag (part_tag()). */
+
+/* Put up to n messages (all: exactly n) with one claim. Returns the count;
+ * -EAGAIN (no room: *b says where); -EPROTO (inconsistent ring). */
+int ring_try_put(struct ring *r, uint32_t tag, const struct iovec *msgs, unsigned n, bool all,
 		 struct ring_block *b);
 
-/* Get one message without waiting; skips messages of dead producers.
- * Returns its length; -EAGAIN (empty: *b says where); -EMSGSIZE (next message
- * larger than cap, left queued); -EPROTO (corrupted message, dropped, or an
- * inconsistent ring). */
-ssize_t ring_try_get(struct ring *r, uint32_t tag, void *buf, size_t cap,
+/* Get up to n messages (all: exactly n) with one claim; msgs[i].iov_len is
+ * the buffer size, set to the message length. Skips messages of dead
+ * producers. Returns the count; -EAGAIN (empty: *b says where); -EMSGSIZE
+ * (the first message, for bulk any of them, is larger than its buffer: left
+ * queued); -EPROTO (a corrupted message, dropped, or an inconsistent ring). */
+int ring_try_get(struct ring *r, uint32_t tag, struct iovec *msgs, unsigned n, bool all,
+		 struct ring_block *b);
+
+/* Zero-copy: claim one cell for a message of len <= cell_size - 12 bytes,
+ * write it at ring_payload(), publish it with ring_commit(). Returns 0,
+ * -EAGAIN, -EPROTO. */
+int ring_try_reserve(struct ring *r, uint32_t tag, size_t len, struct ring_span *sp,
 		     struct ring_block *b);
+void ring_commit(struct ring *r, const struct ring_span *sp, size_t len);
+/* Zero-copy: claim the next message if it fits one cell (else -EMSGSIZE,
+ * left queued); read *len bytes at ring_payload(); then ring_release(). */
+int ring_try_peek(struct ring *r, uint32_t tag, struct ring_span *sp, size_t *len,
+		  struct ring_block *b);
+void ring_release(struct ring *r, const struct ring_span *sp);
+void *ring_payload(const struct ring *r, const struct ring_span *sp);
+/* Is sp a reservation (put) or a peek (get) that this caller still holds? */
+bool ring_span_held(const struct ring *r, const struct ring_span *sp, bool put);
 
 /* If the cell in *b is still held by an owner that is gone, take it back: a
  * dead producer's half-written message becomes a skipped one, a dead
  * consumer's cells become free. Returns true when it changed something. */
+struct seg;
 bool ring_recover(struct ring *r, struct seg *s, const struct ring_block *b);
 
 /* Snapshots. */

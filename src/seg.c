@@ -28,26 +28,31 @@ static uint64_t geom_checksum(const struct seg_geom *g)
 	return h;
 }
 
-int seg_geometry(uint32_t capacity, uint32_t msg_max, struct seg_geom *g)
+int seg_geometry(uint32_t capacity, uint32_t msg_max, uint32_t cell_size, uint32_t flags,
+		 struct seg_geom *g)
 {
-	if (msg_max == 0)
-		msg_max = SHMQ_DEFAULT_MSG_MAX;
-	if (capacity == 0)
-		capacity = SHMQ_DEFAULT_CAPACITY;
-	if (msg_max > SHMQ_MAX_MSG_MAX || capacity > SHMQ_MAX_CAPACITY)
+	msg_max = msg_max ? msg_max : SHMQ_DEFAULT_MSG_MAX;
+	capacity = capacity ? capacity : SHMQ_DEFAULT_CAPACITY;
+	cell_size = cell_size ? cell_size : SHMQ_DEFAULT_CELL_SIZE;
+	if (msg_max > SHMQ_MAX_MSG_MAX || capacity > SHMQ_MAX_CAPACITY ||
+	    cell_size < SHMQ_DEFAULT_CELL_SIZE || cell_size > SHMQ_MAX_CELL_SIZE ||
+	    (cell_size & (cell_size - 1)))
 		return -EINVAL;
 	uint64_t cap = SEG_MIN_CAPACITY;
-	while (cap < capacity || cap < seg_cells_for(msg_max))
+	while (cap < capacity || cap < seg_cells_for(msg_max, cell_size))
 		cap <<= 1;
+	if (cap > SHMQ_MAX_CAPACITY || cap * cell_size > SEG_MAX_RING)
+		return -EINVAL;
 	memset(g, 0, sizeof(*g));
 	g->version = SEG_VERSION;
-	g->cell_size = SEG_CELL;
+	g->cell_size = cell_size;
 	g->capacity = (uint32_t)cap;
 	g->msg_max = msg_max;
+	g->flags = flags;
 	g->nparts = SHMQ_MAX_PARTICIPANTS;
 	g->parts_off = round_up(sizeof(struct seg_hdr), SEG_LINE);
 	g->cells_off = round_up(g->parts_off + (uint64_t)g->nparts * sizeof(struct seg_part), 4096);
-	g->size = g->cells_off + cap * SEG_CELL;
+	g->size = g->cells_off + cap * cell_size;
 	return 0;
 }
 
@@ -61,9 +66,8 @@ static int geom_valid(const struct seg_geom *g, uint64_t checksum, uint64_t file
 		return 0;
 	if (g->capacity & (g->capacity - 1))
 		return 0;
-	if (seg_geometry(g->capacity, g->msg_max, &want) < 0)
+	if (seg_geometry(g->capacity, g->msg_max, g->cell_size, g->flags, &want) < 0)
 		return 0;
-	want.flags = g->flags;
 	return memcmp(&want, g, sizeof(want)) == 0 && g->size <= file_size;
 }
 
@@ -99,15 +103,13 @@ static int name_valid(const char *name)
 	return *body && !strchr(body, '/');
 }
 
-int seg_create(struct seg *s, const char *name, uint32_t capacity, uint32_t msg_max,
-	       uint32_t flags, uint32_t mode)
+int seg_create(struct seg *s, const char *name, const struct seg_geom *geom, uint32_t mode)
 {
-	struct seg_geom g;
+	const struct seg_geom g = *geom;
 	int fd, err;
 
-	if (seg_geometry(capacity, msg_max, &g) < 0 || (mode & ~07777u))
+	if (mode & ~07777u)
 		return -EINVAL;
-	g.flags = flags;
 	if (name) {
 		if (!name_valid(name))
 			return -EINVAL;

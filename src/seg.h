@@ -16,8 +16,8 @@
 #define SEG_MAGIC 0x31514d4853ull /* "SHMQ1" little-endian */
 #define SEG_VERSION 1u
 #define SEG_LINE 128u  /* hot words this far apart: defeats adjacent-line prefetch */
-#define SEG_CELL 64u   /* ring cell size in bytes */
 #define SEG_MIN_CAPACITY 64u
+#define SEG_MAX_RING (4ull << 30) /* bytes of cells */
 
 struct seg_geom {          /* immutable after creation, checksummed */
 	uint32_t version;
@@ -38,6 +38,10 @@ struct seg_part {
 	_Atomic uint64_t id;
 	_Atomic uint32_t gen; /* bumped at every claim: tells reuse of the slot */
 	_Atomic int32_t fdno; /* the owner's fd on the segment (liveness check) */
+	/* Nonzero while claimed by a parent for a child being forked: the
+	 * CLOCK_MONOTONIC second of the claim (+1). The child clears it. */
+	_Atomic uint32_t forking;
+	uint32_t pad;
 };
 
 struct seg_hdr {
@@ -46,9 +50,13 @@ struct seg_hdr {
 	struct seg_geom geom;
 
 	/* Ring indices: position (40 bits) << 24 | message count mod 2^24.
-	 * tail: CAS by producers (claimant or helpers), head: by consumers. */
+	 * tail: CAS by producers (claimant or helpers), head: by consumers.
+	 * A batch moves an index once, counting one message; its claimant adds
+	 * the other n-1 to *_extra (on the line it already owns). */
 	alignas(SEG_LINE) _Atomic uint64_t tail;
+	_Atomic uint32_t tail_extra;
 	alignas(SEG_LINE) _Atomic uint64_t head;
+	_Atomic uint32_t head_extra;
 	/* Eventcounts (futex words): consumers park on ec_data, producers on
 	 * ec_room. Bit 31: someone may be parked; bits 0..30: sequence. */
 	alignas(SEG_LINE) _Atomic uint32_t ec_data;
@@ -61,23 +69,22 @@ struct seg_hdr {
 	alignas(SEG_LINE) char end[];
 };
 
-/* A ring cell: the state word, then payload. The first cell of a message also
- * holds its length; the payload continues in the following cells after their
- * state words (see ring.c for the state machine). */
+/* A ring cell (geom.cell_size bytes): the state word, then payload. The first
+ * cell of a message also holds its length; the payload continues in the
+ * following cells after their state words (ring.c has the state machine). */
 struct seg_cell {
 	_Atomic uint64_t state;
 	_Atomic uint32_t len; /* first cell only; payload starts after it */
-	unsigned char rest[SEG_CELL - 12];
+	unsigned char rest[];
 };
-#define CELL_FIRST_PAYLOAD (SEG_CELL - 12u)
-#define CELL_NEXT_PAYLOAD (SEG_CELL - 8u)
+#define CELL_HEAD 12u /* bytes before the payload in a first cell */
+#define CELL_NEXT_HEAD 8u /* ... and in a continuation cell */
 
-/* Cells a message of len bytes occupies. */
-static inline uint64_t seg_cells_for(uint64_t len)
+/* Cells of cell_size bytes that a message of len bytes occupies. */
+static inline uint64_t seg_cells_for(uint64_t len, uint64_t cell_size)
 {
-	if (len <= CELL_FIRST_PAYLOAD)
-		return 1;
-	return 1 + (len - CELL_FIRST_PAYLOAD + CELL_NEXT_PAYLOAD - 1) / CELL_NEXT_PAYLOAD;
+	uint64_t first = cell_size - CELL_HEAD, next = cell_size - CELL_NEXT_HEAD;
+	return len <= first ? 1 : 1 + (len - first + next - 1) / next;
 }
 
 struct seg {
@@ -93,15 +100,15 @@ struct seg {
 
 /* Create a segment (name NULL: anonymous memfd) with the given geometry inputs.
  * Returns 0 or -errno. */
-int seg_create(struct seg *s, const char *name, uint32_t capacity, uint32_t msg_max,
-	       uint32_t flags, uint32_t mode);
+int seg_create(struct seg *s, const char *name, const struct seg_geom *g, uint32_t mode);
 /* Open by name, or adopt a dup of fd. Validates the header: -EPROTO if bad. */
 int seg_open_name(struct seg *s, const char *name);
 int seg_open_fd(struct seg *s, int fd);
 void seg_close(struct seg *s);
 int seg_unlink(const char *name);
-/* Geometry that create would choose: capacity rounded to a power of two and
- * raised to hold one msg_max message. Returns 0 or -EINVAL. */
-int seg_geometry(uint32_t capacity, uint32_t msg_max, struct seg_geom *g);
+/* Geometry for create: defaults applied, capacity rounded up to a power of two
+ * and raised to hold one msg_max message. Returns 0 or -EINVAL. */
+int seg_geometry(uint32_t capacity, uint32_t msg_max, uint32_t cell_size, uint32_t flags,
+		 struct seg_geom *g);
 
 #endif
