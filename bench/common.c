@@ -1,0 +1,162 @@
+/* shmq-bench: helpers that peers call from their workers. */
+#include "peer.h"
+
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+
+static void futex_wait_u32(_Atomic uint32_t *addr, uint32_t val)
+{
+	syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT, val, NULL, NULL, 0);
+}
+
+void bench_ready(struct bench_worker *w)
+{
+	struct bench_shared *sh = w->sh;
+	atomic_fetch_add(&sh->arrived, 1);
+	while (!atomic_load(&sh->go))
+		futex_wait_u32(&sh->go, 0);
+	if (w->interval)
+		w->next_send = sh->t0 + (int64_t)((uint64_t)w->interval * (uint64_t)w->id /
+						  (uint64_t)w->c->np);
+}
+
+void bench_set_note(struct bench_worker *w, const char *fmt, ...)
+{
+	struct bench_wres *r = w->producer ? &w->sh->prod[w->id] : &w->sh->cons[w->id];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->note, sizeof(r->note), fmt, ap);
+	va_end(ap);
+}
+
+void bench_producer_done(struct bench_worker *w)
+{
+	struct bench_shared *sh = w->sh;
+	struct bench_wres *r = &sh->prod[w->id];
+	r->msgs = w->seq - 1;
+	r->errors = w->errors;
+	r->t_end = bench_now();
+	atomic_fetch_add(&sh->sent_total, r->msgs);
+	if (atomic_fetch_add(&sh->prod_done, 1) + 1 == (uint32_t)w->c->np)
+		atomic_store(&sh->stop, 1); /* quota reached everywhere: stop now */
+}
+
+void bench_consumer_done(struct bench_worker *w)
+{
+	struct bench_wres *r = &w->sh->cons[w->id];
+	r->msgs = w->msgs;
+	r->errors = w->errors;
+	r->t_end = w->t_end;
+}
+
+bool bench_all_received(struct bench_worker *w)
+{
+	/* What this consumer (thread) already added to the shared total. */
+	static _Thread_local uint64_t flushed;
+	uint64_t delta = w->msgs - flushed;
+	flushed = w->msgs;
+	uint64_t got = delta ? atomic_fetch_add(&w->sh->recv_total, delta) + delta
+			     : atomic_load(&w->sh->recv_total);
+	if (atomic_load(&w->sh->prod_done) != (uint32_t)w->c->np)
+		return false;
+	return got >= atomic_load(&w->sh->sent_total) ||
+	       atomic_load(&w->sh->recv_total) >= atomic_load(&w->sh->sent_total);
+}
+
+void bench_hist_add(struct bench_hist *h, uint64_t ns)
+{
+	unsigned idx;
+	if (ns < 32) {
+		idx = (unsigned)ns;
+	} else {
+		unsigned lg = 63 - (unsigned)__builtin_clzll(ns); /* >= 5 */
+		unsigned sub = (unsigned)(ns >> (lg - 5)) & 31;
+		idx = (lg - 4) * 32 + sub;
+	}
+	if (idx >= BENCH_LAT_BUCKETS)
+		idx = BENCH_LAT_BUCKETS - 1;
+	h->b[idx]++;
+	h->n++;
+	if (ns > h->max)
+		h->max = ns;
+}
+
+void bench_pace(struct bench_worker *w)
+{
+	int64_t now = bench_now();
+	int64_t d = w->next_send - now;
+	if (d > 60000) {
+		int64_t t = w->next_send - 40000;
+		struct timespec ts = { .tv_sec = t / 1000000000, .tv_nsec = t % 1000000000 };
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+	}
+	unsigned spins = 0;
+	while (bench_now() < w->next_send && !bench_stopping(w))
+		bench_backoff(&spins);
+	w->next_send += w->interval;
+	now = bench_now();
+	if (w->next_send < now - 1000000) /* more than 1 ms behind: do not burst */
+		w->next_send = now;
+}
+
+void *bench_buf(size_t size)
+{
+	size_t n = (size + 63) & ~(size_t)63;
+	void *p = aligned_alloc(64, n ? n : 64);
+	if (p)
+		memset(p, 0xa5, n);
+	return p;
+}
+
+ssize_t bench_write_full(int fd, const void *buf, size_t len)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t r = write(fd, (const char *)buf + done, len - done);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		done += (size_t)r;
+	}
+	return (ssize_t)done;
+}
+
+ssize_t bench_read_full(int fd, void *buf, size_t len)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t r = read(fd, (char *)buf + done, len - done);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			break;
+		done += (size_t)r;
+	}
+	return (ssize_t)done;
+}
+
+size_t bench_depth(size_t size)
+{
+	size_t n = (256u << 10) / (size < 64 ? 64 : size);
+	return n < 16 ? 16 : n > 4096 ? 4096 : n;
+}
+
+void bench_pin(int cpu)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+}

@@ -1,0 +1,366 @@
+/* shmq in its four modes: single-op blocking (the baseline of every ratio),
+ * single-op non-blocking (the caller spins on -EAGAIN), batch (bursts) and
+ * zero-copy (reserve/commit, peek/release). End of data is shmq's own EOF:
+ * producers close their handle, consumers get -EPIPE once the queue drains. */
+#include "../peer.h"
+#include "shmq.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+/* Batch and zero-copy were declared before they were implemented; the build
+ * defines SHMQ_BENCH_HAVE_BATCH=0 while they do not link yet. */
+#ifndef SHMQ_BENCH_HAVE_BATCH
+#define SHMQ_BENCH_HAVE_BATCH 1
+#endif
+
+enum mode { M_BLOCK, M_NB, M_BATCH, M_ZC };
+
+struct sq {
+	shmq_queue *q, *q2; /* q2: the way back, ping-pong */
+	enum mode mode;
+};
+
+static size_t cells_for(size_t len, size_t cell)
+{
+	if (len <= cell - 12)
+		return 1;
+	return 1 + (len - (cell - 12) + (cell - 8) - 1) / (cell - 8);
+}
+
+static uint32_t pow2_at_least(size_t v)
+{
+	uint32_t p = 64;
+	while (p < v)
+		p <<= 1;
+	return p;
+}
+
+/* Each mode gets the geometry it is best with: zero-copy needs a message in
+ * one cell; the copying modes use the default 64-byte cells unless
+ * SHMQ_BENCH_CELL says otherwise. The ring holds >= 256 KiB and >= 16 messages,
+ * like the other bounded systems (bench_depth). */
+static int make_queue(const struct bench_case *c, enum mode mode, shmq_queue **q)
+{
+	struct shmq_queue_attr a;
+	shmq_queue_attr_init(&a);
+	size_t cell = 64;
+	const char *env = getenv("SHMQ_BENCH_CELL");
+	if (mode == M_ZC)
+		cell = pow2_at_least(c->size + 12);
+	else if (env && atoi(env) >= 64)
+		cell = pow2_at_least((size_t)atoi(env));
+	a.cell_size = (uint32_t)cell;
+	a.msg_max = c->size < 64 ? 64 : (uint32_t)c->size;
+	size_t cap = (256u << 10) / cell;
+	size_t need = 16 * cells_for(c->size, cell);
+	a.capacity = (uint32_t)(cap > need ? cap : need);
+	return shmq_queue_create(NULL, &a, q);
+}
+
+static int setup_mode(const struct bench_case *c, void **ctx, enum mode mode)
+{
+	struct sq *x = calloc(1, sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	x->mode = mode;
+	int rc = make_queue(c, mode, &x->q);
+	if (rc < 0) {
+		free(x);
+		return rc;
+	}
+	*ctx = x;
+	return 0;
+}
+
+static int setup_block(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_BLOCK); }
+static int setup_nb(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_NB); }
+#if SHMQ_BENCH_HAVE_BATCH
+static int setup_batch(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_BATCH); }
+static int setup_zc(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_ZC); }
+#endif
+
+/* The parent holds the creator's handle: drop it so it counts as neither side. */
+static void parent(void *ctx)
+{
+	struct sq *x = ctx;
+	shmq_queue_close(x->q);
+	if (x->q2)
+		shmq_queue_close(x->q2);
+}
+
+static void teardown(void *ctx) { free(ctx); }
+
+static int producer(void *ctx, struct bench_worker *w)
+{
+	struct sq *x = ctx;
+	shmq_queue *q = x->q;
+	size_t size = w->c->size;
+	int rc = 0;
+	shmq_queue_shutdown(q, SHMQ_RD);
+	if (x->mode == M_BATCH) {
+#if SHMQ_BENCH_HAVE_BATCH
+		unsigned n = w->c->batch;
+		struct iovec *iov = calloc(n, sizeof(*iov));
+		char *bufs = bench_buf(size * n);
+		if (!iov || !bufs)
+			return -ENOMEM;
+		bench_ready(w);
+		while (rc >= 0 && bench_more(w)) {
+			for (unsigned i = 0; i < n; i++) {
+				iov[i].iov_base = bufs + i * size;
+				iov[i].iov_len = size;
+				bench_fill(w, iov[i].iov_base);
+			}
+			for (unsigned off = 0; off < n;) {
+				rc = shmq_put_burst(q, iov + off, n - off, -1);
+				if (rc < 0) {
+					w->seq -= n - off;
+					break;
+				}
+				off += (unsigned)rc;
+			}
+		}
+#endif
+	} else if (x->mode == M_ZC) {
+#if SHMQ_BENCH_HAVE_BATCH
+		bench_ready(w);
+		while (bench_more(w)) {
+			shmq_slot s;
+			rc = shmq_put_reserve(q, size, &s, -1);
+			if (rc < 0)
+				break;
+			bench_fill(w, s.data);
+			rc = shmq_put_commit(q, &s);
+			if (rc < 0)
+				break;
+		}
+#endif
+	} else {
+		char *buf = bench_buf(size);
+		if (!buf)
+			return -ENOMEM;
+		int64_t tmo = x->mode == M_NB ? 0 : -1;
+		bench_ready(w);
+		while (bench_more(w)) {
+			bench_fill(w, buf);
+			unsigned spins = 0;
+			while ((rc = shmq_put(q, buf, size, tmo)) == -EAGAIN)
+				bench_backoff(&spins);
+			if (rc < 0) {
+				w->seq--;
+				break;
+			}
+		}
+	}
+	shmq_queue_close(q); /* last producer gone: consumers drain, then -EPIPE */
+	bench_producer_done(w);
+	return rc < 0 ? rc : 0;
+}
+
+static int consumer(void *ctx, struct bench_worker *w)
+{
+	struct sq *x = ctx;
+	shmq_queue *q = x->q;
+	size_t size = w->c->size;
+	ssize_t rc = 0;
+	shmq_queue_shutdown(q, SHMQ_WR);
+	if (x->mode == M_BATCH) {
+#if SHMQ_BENCH_HAVE_BATCH
+		unsigned n = w->c->batch;
+		struct iovec *iov = calloc(n, sizeof(*iov));
+		char *bufs = bench_buf(size * n);
+		if (!iov || !bufs)
+			return -ENOMEM;
+		for (unsigned i = 0; i < n; i++)
+			iov[i].iov_base = bufs + i * size;
+		bench_ready(w);
+		for (;;) {
+			for (unsigned i = 0; i < n; i++)
+				iov[i].iov_len = size;
+			rc = shmq_get_burst(q, iov, n, -1);
+			if (rc < 0)
+				break;
+			for (int i = 0; i < rc; i++)
+				bench_got(w, iov[i].iov_base, iov[i].iov_len);
+		}
+#endif
+	} else if (x->mode == M_ZC) {
+#if SHMQ_BENCH_HAVE_BATCH
+		bench_ready(w);
+		for (;;) {
+			shmq_slot s;
+			rc = shmq_get_peek(q, &s, -1);
+			if (rc < 0)
+				break;
+			bench_got(w, s.data, s.len);
+			rc = shmq_get_release(q, &s);
+			if (rc < 0)
+				break;
+		}
+#endif
+	} else {
+		char *buf = bench_buf(size);
+		if (!buf)
+			return -ENOMEM;
+		int64_t tmo = x->mode == M_NB ? 0 : -1;
+		bench_ready(w);
+		for (;;) {
+			unsigned spins = 0;
+			while ((rc = shmq_get(q, buf, size, tmo)) == -EAGAIN)
+				bench_backoff(&spins);
+			if (rc < 0)
+				break;
+			bench_got(w, buf, (size_t)rc);
+		}
+	}
+	if (!w->t_end)
+		w->t_end = bench_now();
+	shmq_queue_close(q);
+	bench_consumer_done(w);
+	return rc == -EPIPE ? 0 : (int)rc;
+}
+
+/* ------------------------------------------------------------ ping-pong -- */
+
+static int pp_setup_mode(const struct bench_case *c, void **ctx, enum mode mode)
+{
+	struct sq *x = calloc(1, sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	x->mode = mode;
+	int rc = make_queue(c, mode, &x->q);
+	if (rc == 0) {
+		rc = make_queue(c, mode, &x->q2);
+		if (rc < 0)
+			shmq_queue_close(x->q);
+	}
+	if (rc < 0) {
+		free(x);
+		return rc;
+	}
+	*ctx = x;
+	return 0;
+}
+
+static int pp_setup_block(const struct bench_case *c, void **ctx) { return pp_setup_mode(c, ctx, M_BLOCK); }
+static int pp_setup_nb(const struct bench_case *c, void **ctx) { return pp_setup_mode(c, ctx, M_NB); }
+
+static int put1(struct sq *x, shmq_queue *q, const void *buf, size_t len)
+{
+	unsigned spins = 0;
+	int rc;
+	while ((rc = shmq_put(q, buf, len, x->mode == M_NB ? 0 : -1)) == -EAGAIN)
+		bench_backoff(&spins);
+	return rc;
+}
+
+static ssize_t get1(struct sq *x, shmq_queue *q, void *buf, size_t cap)
+{
+	unsigned spins = 0;
+	ssize_t rc;
+	while ((rc = shmq_get(q, buf, cap, x->mode == M_NB ? 0 : -1)) == -EAGAIN)
+		bench_backoff(&spins);
+	return rc;
+}
+
+static int ping(void *ctx, struct bench_worker *w)
+{
+	struct sq *x = ctx;
+	char *buf = bench_buf(w->c->size);
+	shmq_queue_shutdown(x->q, SHMQ_RD);
+	shmq_queue_shutdown(x->q2, SHMQ_WR);
+	bench_ready(w);
+	int64_t t0 = bench_now();
+	uint64_t i = 0;
+	int rc = 0;
+	for (; bench_pp_more(w, i); i++) {
+		bench_fill(w, buf);
+		if ((rc = put1(x, x->q, buf, w->c->size)) < 0)
+			break;
+		ssize_t r = get1(x, x->q2, buf, w->c->size);
+		if (r < 0) {
+			rc = (int)r;
+			break;
+		}
+	}
+	bench_pp_record(w, i, bench_now() - t0);
+	shmq_queue_close(x->q); /* pong sees -EPIPE */
+	shmq_queue_close(x->q2);
+	return rc;
+}
+
+static int pong(void *ctx, struct bench_worker *w)
+{
+	struct sq *x = ctx;
+	char *buf = bench_buf(w->c->size);
+	shmq_queue_shutdown(x->q, SHMQ_WR);
+	shmq_queue_shutdown(x->q2, SHMQ_RD);
+	bench_ready(w);
+	ssize_t r;
+	while ((r = get1(x, x->q, buf, w->c->size)) >= 0)
+		if (put1(x, x->q2, buf, (size_t)r) < 0)
+			break;
+	shmq_queue_close(x->q);
+	shmq_queue_close(x->q2);
+	return r == -EPIPE || r >= 0 ? 0 : (int)r;
+}
+
+const struct bench_peer peer_shmq = {
+	.name = "shmq",
+	.label = "shmq",
+	.flags = PF_MAIN | PF_SHMQ,
+	.setup = setup_block,
+	.parent = parent,
+	.producer = producer,
+	.consumer = consumer,
+	.teardown = teardown,
+	.pp_setup = pp_setup_block,
+	.pp_parent = parent,
+	.ping = ping,
+	.pong = pong,
+	.pp_teardown = teardown,
+};
+
+const struct bench_peer peer_shmq_nb = {
+	.name = "shmq-nb",
+	.label = "shmq non-blocking spin",
+	.flags = PF_MAIN | PF_SHMQ,
+	.setup = setup_nb,
+	.parent = parent,
+	.producer = producer,
+	.consumer = consumer,
+	.teardown = teardown,
+	.pp_setup = pp_setup_nb,
+	.pp_parent = parent,
+	.ping = ping,
+	.pong = pong,
+	.pp_teardown = teardown,
+};
+
+#if SHMQ_BENCH_HAVE_BATCH
+const struct bench_peer peer_shmq_batch = {
+	.name = "shmq-batch",
+	.label = "shmq batch (burst)",
+	.flags = PF_MAIN | PF_SHMQ | PF_TPUT_ONLY,
+	.setup = setup_batch,
+	.parent = parent,
+	.producer = producer,
+	.consumer = consumer,
+	.teardown = teardown,
+};
+
+const struct bench_peer peer_shmq_zc = {
+	.name = "shmq-zc",
+	.label = "shmq zero-copy",
+	.flags = PF_MAIN | PF_SHMQ,
+	.setup = setup_zc,
+	.parent = parent,
+	.producer = producer,
+	.consumer = consumer,
+	.teardown = teardown,
+};
+#endif

@@ -1,0 +1,287 @@
+/* shmq-bench: run one system on one case, in fresh processes. */
+#include "bench.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void sleep_ns(int64_t ns)
+{
+	struct timespec ts = { .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+struct worker_arg {
+	const struct bench_peer *p;
+	void *ctx;
+	struct bench_shared *sh;
+	const struct bench_case *c;
+	int id;
+	bool producer;
+	int rc;
+};
+
+static void *worker_run(void *arg)
+{
+	struct worker_arg *a = arg;
+	struct bench_worker *w = calloc(1, sizeof(*w));
+	if (!w) {
+		a->rc = -ENOMEM;
+		return NULL;
+	}
+	w->sh = a->sh;
+	w->c = a->c;
+	w->id = a->id;
+	w->producer = a->producer;
+	w->seq = 1;
+	w->timed = a->c->kind == CASE_LATENCY;
+	if (w->timed && a->producer && a->c->rate > 0)
+		w->interval = (int64_t)(1e9 * a->c->np / a->c->rate);
+	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+	int rc;
+	if (a->c->kind == CASE_PINGPONG)
+		rc = a->producer ? a->p->ping(a->ctx, w) : a->p->pong(a->ctx, w);
+	else
+		rc = a->producer ? a->p->producer(a->ctx, w) : a->p->consumer(a->ctx, w);
+	struct bench_wres *r = a->producer ? &a->sh->prod[a->id] : &a->sh->cons[a->id];
+	r->rc = rc;
+	if (rc < 0 && !r->note[0])
+		snprintf(r->note, sizeof(r->note), "%s %d: %s", a->producer ? "producer" : "consumer",
+			 a->id, strerror(-rc));
+	a->rc = rc;
+	free(w);
+	return NULL;
+}
+
+static void child_init(void)
+{
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+}
+
+/* Run the case in worker processes (or threads of one child process). */
+static void run_workers(const struct bench_peer *p, const struct bench_case *c, struct sample *out,
+			struct bench_hist *hist)
+{
+	bool pp = c->kind == CASE_PINGPONG;
+	struct bench_shared *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
+				       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED) {
+		snprintf(out->note, sizeof(out->note), "mmap: %s", strerror(errno));
+		return;
+	}
+	void *ctx = NULL;
+	int rc = pp ? p->pp_setup(c, &ctx) : p->setup(c, &ctx);
+	if (rc < 0) {
+		snprintf(out->note, sizeof(out->note), "setup: %s", strerror(-rc));
+		munmap(sh, sizeof(*sh));
+		return;
+	}
+	int n = c->np + c->nc;
+	pid_t pids[2 * BENCH_MAX_WORKERS];
+	int npids = 0;
+	struct worker_arg args[2 * BENCH_MAX_WORKERS];
+	for (int i = 0; i < n; i++)
+		args[i] = (struct worker_arg){ .p = p, .ctx = ctx, .sh = sh, .c = c,
+					       .id = i < c->np ? i : i - c->np,
+					       .producer = i < c->np };
+	fflush(NULL);
+	if (p->flags & PF_THREADS) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			child_init();
+			pthread_t th[2 * BENCH_MAX_WORKERS];
+			for (int i = 0; i < n; i++)
+				if (pthread_create(&th[i], NULL, worker_run, &args[i]) != 0)
+					_exit(3);
+			int bad = 0;
+			for (int i = 0; i < n; i++) {
+				pthread_join(th[i], NULL);
+				bad |= args[i].rc < 0;
+			}
+			_exit(bad);
+		}
+		if (pid > 0)
+			pids[npids++] = pid;
+	} else {
+		for (int i = 0; i < n; i++) {
+			pid_t pid = fork();
+			if (pid == 0) {
+				child_init();
+				worker_run(&args[i]);
+				_exit(args[i].rc < 0);
+			}
+			if (pid < 0)
+				break;
+			pids[npids++] = pid;
+		}
+	}
+	if (pp ? p->pp_parent != NULL : p->parent != NULL)
+		(pp ? p->pp_parent : p->parent)(ctx);
+
+	bool failed = npids != (p->flags & PF_THREADS ? 1 : n);
+	int64_t limit = bench_now() + 20 * 1000000000LL;
+	while (!failed && atomic_load(&sh->arrived) < (uint32_t)n) {
+		int st;
+		for (int i = 0; i < npids; i++)
+			if (pids[i] > 0 && waitpid(pids[i], &st, WNOHANG) == pids[i]) {
+				pids[i] = -1;
+				failed = true;
+			}
+		if (bench_now() > limit) {
+			failed = true;
+			snprintf(out->note, sizeof(out->note), "workers never reached the barrier");
+		}
+		sleep_ns(100000);
+	}
+	int64_t t0 = bench_now();
+	sh->t0 = t0;
+	atomic_store(&sh->go, 1);
+	syscall(SYS_futex, (uint32_t *)&sh->go, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+	if (failed)
+		atomic_store(&sh->stop, 1);
+	int64_t stop_at = t0 + (int64_t)(c->secs * 1e9);
+	while (!atomic_load(&sh->stop)) {
+		int64_t now = bench_now();
+		if (now >= stop_at)
+			break;
+		sleep_ns(stop_at - now < 5000000 ? stop_at - now : 5000000);
+	}
+	atomic_store(&sh->stop, 1);
+	int64_t t_stop = bench_now();
+
+	/* Reap, with a watchdog: a system that hangs is reported, not waited on. */
+	int64_t deadline = t_stop + 15 * 1000000000LL;
+	int alive = npids;
+	for (int i = 0; i < npids; i++)
+		if (pids[i] < 0)
+			alive--;
+	while (alive > 0) {
+		for (int i = 0; i < npids; i++) {
+			int st;
+			if (pids[i] > 0 && waitpid(pids[i], &st, WNOHANG) == pids[i]) {
+				if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+					failed = true;
+				pids[i] = -1;
+				alive--;
+			}
+		}
+		if (alive && bench_now() > deadline) {
+			for (int i = 0; i < npids; i++)
+				if (pids[i] > 0) {
+					kill(pids[i], SIGKILL);
+					waitpid(pids[i], NULL, 0);
+					pids[i] = -1;
+				}
+			alive = 0;
+			failed = true;
+			snprintf(out->note, sizeof(out->note), "hung: killed after 15 s");
+		}
+		if (alive)
+			sleep_ns(500000);
+	}
+	if (pp ? p->pp_teardown != NULL : p->teardown != NULL)
+		(pp ? p->pp_teardown : p->teardown)(ctx);
+
+	uint64_t sent = 0, got = 0, errors = 0;
+	int64_t t_end = 0;
+	for (int i = 0; i < c->np; i++) {
+		sent += sh->prod[i].msgs;
+		errors += sh->prod[i].errors;
+		if (sh->prod[i].t_end > t_end)
+			t_end = sh->prod[i].t_end;
+		if (!out->note[0] && sh->prod[i].note[0])
+			snprintf(out->note, sizeof(out->note), "%s", sh->prod[i].note);
+	}
+	for (int i = 0; i < c->nc; i++) {
+		got += sh->cons[i].msgs;
+		errors += sh->cons[i].errors;
+		if (sh->cons[i].t_end > t_end)
+			t_end = sh->cons[i].t_end;
+		if (!out->note[0] && sh->cons[i].note[0])
+			snprintf(out->note, sizeof(out->note), "%s", sh->cons[i].note);
+	}
+	if (pp) {
+		if (!failed && sh->pp_rounds > 0) {
+			out->ok = true;
+			out->msgs = sh->pp_rounds;
+			out->rtt_ns = (double)sh->pp_ns / (double)sh->pp_rounds;
+		}
+	} else {
+		if (got != sent && !failed) {
+			errors += got > sent ? got - sent : sent - got;
+			if (!out->note[0])
+				snprintf(out->note, sizeof(out->note), "sent %llu, received %llu",
+					 (unsigned long long)sent, (unsigned long long)got);
+		}
+		if (t_end < t0)
+			t_end = t_stop;
+		double wall = (double)(t_end - t0) / 1e9;
+		out->msgs = got;
+		out->errors = errors;
+		out->wall = wall;
+		if (!failed && got > 0 && wall > 0) {
+			out->ok = true;
+			out->mps = (double)got / wall;
+			out->gbs = out->mps * (double)c->size / 1e9;
+		}
+		if (c->kind == CASE_LATENCY && out->ok) {
+			struct bench_hist one = { 0 };
+			for (int i = 0; i < c->nc; i++)
+				hist_merge(&one, &sh->hist[i]);
+			out->p50 = hist_pct(&one, 0.50);
+			out->p99 = hist_pct(&one, 0.99);
+			out->p999 = hist_pct(&one, 0.999);
+			if (hist)
+				hist_merge(hist, &one);
+		}
+	}
+	if (errors && !out->note[0])
+		snprintf(out->note, sizeof(out->note), "%llu integrity errors",
+			 (unsigned long long)errors);
+	if (failed && !out->note[0])
+		snprintf(out->note, sizeof(out->note), "a worker failed");
+	munmap(sh, sizeof(*sh));
+}
+
+void hist_merge(struct bench_hist *into, const struct bench_hist *h)
+{
+	into->n += h->n;
+	if (h->max > into->max)
+		into->max = h->max;
+	for (int i = 0; i < BENCH_LAT_BUCKETS; i++)
+		into->b[i] += h->b[i];
+}
+
+void run_one(const struct bench_peer *p, const struct bench_case *c, struct sample *out,
+	     struct bench_hist *hist)
+{
+	memset(out, 0, sizeof(*out));
+	if (p->run && c->kind == CASE_TPUT) {
+		uint64_t msgs = 0, errors = 0;
+		int64_t wall = 0;
+		int rc = p->run(c, &msgs, &wall, &errors, out->note, sizeof(out->note));
+		out->msgs = msgs;
+		out->errors = errors;
+		out->wall = (double)wall / 1e9;
+		if (rc == 0 && msgs > 0 && wall > 0) {
+			out->ok = true;
+			out->mps = (double)msgs / out->wall;
+			out->gbs = out->mps * (double)c->size / 1e9;
+		} else if (!out->note[0]) {
+			snprintf(out->note, sizeof(out->note), "failed (%d)", rc);
+		}
+		return;
+	}
+	run_workers(p, c, out, hist);
+}
