@@ -39,7 +39,7 @@ struct shmq_queue {
 
 static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct shmq_queue *handles;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
 
 /* The child holds every handle with the same roles, in a slot of its own.
  * The parent claims those slots before fork() so that the child's roles exist
@@ -72,12 +72,30 @@ static void fork_child(void)
 	pthread_mutex_unlock(&handles_lock);
 }
 
-static void register_atfork(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+/* A process that exits without closing its handles drops their roles at once;
+ * one that dies is noticed by the liveness checks instead. */
+static void release_at_exit(void)
+{
+	pthread_mutex_lock(&handles_lock);
+	for (struct shmq_queue *q = handles; q; q = q->next) {
+		if (q->slot >= 0)
+			part_release(&q->seg, q->slot);
+		q->slot = -1; /* a close after this must not release it twice */
+		atomic_store(&q->roles, 0);
+	}
+	pthread_mutex_unlock(&handles_lock);
+}
+
+static void register_process_hooks(void)
+{
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	atexit(release_at_exit);
+}
 
 /* Claim a participant slot and make the handle known to fork. */
 static int handle_attach(struct shmq_queue *q, int roles)
 {
-	pthread_once(&atfork_once, register_atfork);
+	pthread_once(&hooks_once, register_process_hooks);
 	ring_init(&q->ring, &q->seg);
 	pthread_mutex_lock(&handles_lock);
 	q->slot = part_claim(&q->seg, roles, false);
