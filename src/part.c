@@ -74,7 +74,30 @@ static uint32_t monotonic_s(void)
 	return (uint32_t)(wait_now() / 1000000000);
 }
 
-/* Is the process behind slot p alive and still holding the segment? */
+/* File position of fd fdno of process pid, from /proc/PID/fdinfo. */
+static enum proc_state fd_pos(pid_t pid, int32_t fdno, uint64_t *pos)
+{
+	char path[64], buf[256];
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", (int)pid, (int)fdno);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? PROC_GONE : PROC_UNKNOWN;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return PROC_UNKNOWN;
+	buf[n] = 0;
+	char *p = strstr(buf, "pos:");
+	if (!p)
+		return PROC_UNKNOWN;
+	*pos = strtoull(p + 4, NULL, 10);
+	return PROC_LIVE;
+}
+
+/* Is the process behind slot p alive and still holding the segment through
+ * the open file description it registered? A dead process, a reused pid and a
+ * process that exec'd (its close-on-exec fd is gone, or the number now holds
+ * another description) all count as gone. Where /proc cannot tell, alive. */
 static bool part_alive(const struct seg *s, struct seg_part *p, uint64_t id)
 {
 	uint32_t forking = atomic_load(&p->forking);
@@ -82,10 +105,8 @@ static bool part_alive(const struct seg *s, struct seg_part *p, uint64_t id)
 		return monotonic_s() + 1 - forking < PART_FORK_GRACE_S;
 	int32_t fdno = atomic_load(&p->fdno);
 	pid_t pid = (pid_t)(id & PID_MASK);
-	uint64_t start = id >> START_SHIFT, now_start = 0;
+	uint64_t start = id >> START_SHIFT, now_start = 0, pos = 0;
 
-	if ((id & ~ROLES_MASK) == self_id())
-		return true;
 	switch (proc_stat(pid, &now_start)) {
 	case PROC_GONE:
 		return false;
@@ -100,7 +121,17 @@ static bool part_alive(const struct seg *s, struct seg_part *p, uint64_t id)
 	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, (int)fdno);
 	if (stat(path, &st) < 0)
 		return errno != ENOENT; /* closed (or exec'd): gone */
-	return st.st_dev == s->dev && st.st_ino == s->ino;
+	if (st.st_dev != s->dev || st.st_ino != s->ino)
+		return false;
+	switch (fd_pos(pid, fdno, &pos)) {
+	case PROC_GONE:
+		return false;
+	case PROC_UNKNOWN:
+		return true;
+	case PROC_LIVE:
+		break;
+	}
+	return pos == atomic_load(&p->token);
 }
 
 static void membership_changed(struct seg *s)
@@ -122,6 +153,7 @@ int part_claim(struct seg *s, int roles, bool for_child)
 				continue;
 			atomic_fetch_add(&p->gen, 1);
 			atomic_store(&p->fdno, s->fd);
+			atomic_store(&p->token, s->token);
 			atomic_store(&p->forking, for_child ? monotonic_s() + 1 : 0);
 			atomic_fetch_or(&s->hdr->ever, (uint32_t)roles);
 			membership_changed(s);

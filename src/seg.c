@@ -8,7 +8,9 @@
 #include <limits.h>
 #include <stddef.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -66,7 +68,8 @@ static int geom_valid(const struct seg_geom *g, uint64_t checksum, uint64_t file
 		return 0;
 	if (g->capacity & (g->capacity - 1))
 		return 0;
-	if (seg_geometry(g->capacity, g->msg_max, g->cell_size, g->flags, &want) < 0)
+	if ((g->flags & ~(uint32_t)SHMQ_JOINABLE) ||
+	    seg_geometry(g->capacity, g->msg_max, g->cell_size, g->flags, &want) < 0)
 		return 0;
 	return memcmp(&want, g, sizeof(want)) == 0 && g->size <= file_size;
 }
@@ -83,6 +86,17 @@ static int map_fd(struct seg *s, int fd, const struct seg_geom *g)
 		munmap(p, size);
 		return err;
 	}
+	/* Mark our open file description (never read through: mmap ignores
+	 * the position). */
+	uint32_t token = 0;
+	while (!token && getrandom(&token, sizeof(token), GRND_NONBLOCK) != sizeof(token))
+		token = (uint32_t)wait_now() ^ (uint32_t)getpid();
+	if (lseek(fd, (off_t)token, SEEK_SET) < 0) {
+		int err = -errno;
+		munmap(p, size);
+		return err;
+	}
+	s->token = token;
 	s->hdr = p;
 	s->geom = *g; /* never re-read from shared memory after validation */
 	s->map_size = size;
@@ -213,9 +227,15 @@ int seg_open_name(struct seg *s, const char *name)
 
 int seg_open_fd(struct seg *s, int fd)
 {
-	int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	/* A new open file description, not a dup: its position is our token
+	 * and must not move the sender's. */
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	if (fcntl(fd, F_GETFD) < 0)
+		return -EBADF;
+	int copy = open(path, O_RDWR | O_CLOEXEC);
 	if (copy < 0)
-		return -errno;
+		return errno == ENOENT ? -EBADF : -errno;
 	return seg_adopt(s, copy);
 }
 

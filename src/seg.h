@@ -41,7 +41,8 @@ struct seg_part {
 	/* Nonzero while claimed by a parent for a child being forked: the
 	 * CLOCK_MONOTONIC second of the claim (+1). The child clears it. */
 	_Atomic uint32_t forking;
-	uint32_t pad;
+	/* The owner's file position on fdno (see struct seg.token). */
+	_Atomic uint32_t token;
 };
 
 struct seg_hdr {
@@ -96,6 +97,11 @@ struct seg {
 	int fd;
 	dev_t dev; /* identity of the segment file, for peer fd checks */
 	ino_t ino;
+	/* Random nonzero file position of our own open file description of the
+	 * segment (fd): /proc/PID/fdinfo shows it, so a liveness check can tell
+	 * our fd from one a later exec'd program opened at the same number.
+	 * fork() shares the description, and so the token, with the child. */
+	uint32_t token;
 };
 
 /* Create a segment (name NULL: anonymous memfd) with the given geometry inputs.
