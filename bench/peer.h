@@ -212,6 +212,7 @@ enum {
 	PF_SHMQ = 16,     /* a shmq mode */
 	PF_NOEOF = 32,    /* no end-of-data: consumers finish on counts (info only) */
 	PF_TPUT_ONLY = 64,/* no latency case */
+	PF_ZC = 128,      /* zero-copy: touches only the header and trailer in place */
 };
 
 struct bench_result; /* harness */

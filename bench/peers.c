@@ -3,10 +3,6 @@
  * symbol here (under the HAVE_ macro of its package, if it needs one). */
 #include "peer.h"
 
-#ifndef SHMQ_BENCH_HAVE_BATCH
-#define SHMQ_BENCH_HAVE_BATCH 1
-#endif
-
 #define PEER(sym) extern const struct bench_peer sym;
 PEER(peer_shmq)
 PEER(peer_shmq_nb)
@@ -32,10 +28,8 @@ PEER(peer_futex)
 const struct bench_peer *const bench_peers[] = {
 	&peer_shmq,
 	&peer_shmq_nb,
-#if SHMQ_BENCH_HAVE_BATCH
 	&peer_shmq_batch,
 	&peer_shmq_zc,
-#endif
 	&peer_pipe,
 	&peer_socketpair,
 	&peer_mq,

@@ -185,7 +185,15 @@ static void run_workers(const struct bench_peer *p, const struct bench_case *c, 
 				}
 			alive = 0;
 			failed = true;
-			snprintf(out->note, sizeof(out->note), "hung: killed after 15 s");
+			snprintf(out->note, sizeof(out->note),
+				 "hung: killed after 15 s (producers done %u/%d, sent %llu, counted %llu)",
+				 atomic_load(&sh->prod_done), c->np,
+				 (unsigned long long)atomic_load(&sh->sent_total),
+				 (unsigned long long)atomic_load(&sh->recv_total));
+			if (getenv("SHMQ_BENCH_DEBUG"))
+				for (int i = 0; i < c->nc; i++)
+					fprintf(stderr, "consumer %d: %llu\n", i,
+						(unsigned long long)sh->cons[i].msgs);
 		}
 		if (alive)
 			sleep_ns(500000);

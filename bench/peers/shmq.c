@@ -8,14 +8,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
-
-/* Batch and zero-copy were declared before they were implemented; the build
- * defines SHMQ_BENCH_HAVE_BATCH=0 while they do not link yet. */
-#ifndef SHMQ_BENCH_HAVE_BATCH
-#define SHMQ_BENCH_HAVE_BATCH 1
-#endif
 
 enum mode { M_BLOCK, M_NB, M_BATCH, M_ZC };
 
@@ -39,25 +34,30 @@ static uint32_t pow2_at_least(size_t v)
 	return p;
 }
 
-/* Each mode gets the geometry it is best with: zero-copy needs a message in
- * one cell; the copying modes use the default 64-byte cells unless
- * SHMQ_BENCH_CELL says otherwise. The ring holds >= 256 KiB and >= 16 messages,
- * like the other bounded systems (bench_depth). */
+/* Geometry, the settings shmq.h documents: 64-byte cells (the default) for
+ * small messages; from 1 KiB on, and always for zero-copy, cells that hold one
+ * whole message ("bigger cells suit big messages"; zero-copy needs it). The
+ * ring holds >= 256 KiB (>= 1 MiB with big cells, like the pipe's buffer) and
+ * >= 16 messages. SHMQ_BENCH_CELL (bytes or "auto") and SHMQ_BENCH_CAP (cells)
+ * override, for experiments. */
 static int make_queue(const struct bench_case *c, enum mode mode, shmq_queue **q)
 {
 	struct shmq_queue_attr a;
 	shmq_queue_attr_init(&a);
 	size_t cell = 64;
 	const char *env = getenv("SHMQ_BENCH_CELL");
-	if (mode == M_ZC)
-		cell = pow2_at_least(c->size + 12);
-	else if (env && atoi(env) >= 64)
+	if (env && strcmp(env, "auto") != 0 && atoi(env) >= 64)
 		cell = pow2_at_least((size_t)atoi(env));
+	else if (mode == M_ZC || c->size >= 1024 || (env && strcmp(env, "auto") == 0))
+		cell = pow2_at_least(c->size + 12);
 	a.cell_size = (uint32_t)cell;
 	a.msg_max = c->size < 64 ? 64 : (uint32_t)c->size;
-	size_t cap = (256u << 10) / cell;
+	size_t cap = (cell > 64 ? (1u << 20) : (256u << 10)) / cell;
 	size_t need = 16 * cells_for(c->size, cell);
 	a.capacity = (uint32_t)(cap > need ? cap : need);
+	const char *ecap = getenv("SHMQ_BENCH_CAP");
+	if (ecap && atoi(ecap) > 0)
+		a.capacity = (uint32_t)atoi(ecap);
 	return shmq_queue_create(NULL, &a, q);
 }
 
@@ -78,10 +78,8 @@ static int setup_mode(const struct bench_case *c, void **ctx, enum mode mode)
 
 static int setup_block(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_BLOCK); }
 static int setup_nb(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_NB); }
-#if SHMQ_BENCH_HAVE_BATCH
 static int setup_batch(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_BATCH); }
 static int setup_zc(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_ZC); }
-#endif
 
 /* The parent holds the creator's handle: drop it so it counts as neither side. */
 static void parent(void *ctx)
@@ -102,7 +100,6 @@ static int producer(void *ctx, struct bench_worker *w)
 	int rc = 0;
 	shmq_queue_shutdown(q, SHMQ_RD);
 	if (x->mode == M_BATCH) {
-#if SHMQ_BENCH_HAVE_BATCH
 		unsigned n = w->c->batch;
 		struct iovec *iov = calloc(n, sizeof(*iov));
 		char *bufs = bench_buf(size * n);
@@ -124,9 +121,7 @@ static int producer(void *ctx, struct bench_worker *w)
 				off += (unsigned)rc;
 			}
 		}
-#endif
 	} else if (x->mode == M_ZC) {
-#if SHMQ_BENCH_HAVE_BATCH
 		bench_ready(w);
 		while (bench_more(w)) {
 			shmq_slot s;
@@ -138,7 +133,6 @@ static int producer(void *ctx, struct bench_worker *w)
 			if (rc < 0)
 				break;
 		}
-#endif
 	} else {
 		char *buf = bench_buf(size);
 		if (!buf)
@@ -169,7 +163,6 @@ static int consumer(void *ctx, struct bench_worker *w)
 	ssize_t rc = 0;
 	shmq_queue_shutdown(q, SHMQ_WR);
 	if (x->mode == M_BATCH) {
-#if SHMQ_BENCH_HAVE_BATCH
 		unsigned n = w->c->batch;
 		struct iovec *iov = calloc(n, sizeof(*iov));
 		char *bufs = bench_buf(size * n);
@@ -187,9 +180,7 @@ static int consumer(void *ctx, struct bench_worker *w)
 			for (int i = 0; i < rc; i++)
 				bench_got(w, iov[i].iov_base, iov[i].iov_len);
 		}
-#endif
 	} else if (x->mode == M_ZC) {
-#if SHMQ_BENCH_HAVE_BATCH
 		bench_ready(w);
 		for (;;) {
 			shmq_slot s;
@@ -201,7 +192,6 @@ static int consumer(void *ctx, struct bench_worker *w)
 			if (rc < 0)
 				break;
 		}
-#endif
 	} else {
 		char *buf = bench_buf(size);
 		if (!buf)
@@ -341,7 +331,6 @@ const struct bench_peer peer_shmq_nb = {
 	.pp_teardown = teardown,
 };
 
-#if SHMQ_BENCH_HAVE_BATCH
 const struct bench_peer peer_shmq_batch = {
 	.name = "shmq-batch",
 	.label = "shmq batch (burst)",
@@ -356,11 +345,10 @@ const struct bench_peer peer_shmq_batch = {
 const struct bench_peer peer_shmq_zc = {
 	.name = "shmq-zc",
 	.label = "shmq zero-copy",
-	.flags = PF_MAIN | PF_SHMQ,
+	.flags = PF_MAIN | PF_SHMQ | PF_ZC,
 	.setup = setup_zc,
 	.parent = parent,
 	.producer = producer,
 	.consumer = consumer,
 	.teardown = teardown,
 };
-#endif

@@ -68,6 +68,14 @@ static int producer(void *ctx, struct bench_worker *w)
 		}
 	}
 	bench_producer_done(w);
+	int64_t until = bench_now() + 5000000000LL;
+	while (atomic_load(&w->sh->aux) < 2 * (uint32_t)w->c->nc && bench_now() < until)
+		usleep(1000);
+	if (atomic_load(&w->sh->aux) < 2 * (uint32_t)w->c->nc && getenv("SHMQ_BENCH_DEBUG")) {
+		int ev; size_t l = sizeof(ev);
+		zmq_getsockopt(s, ZMQ_EVENTS, &ev, &l);
+		fprintf(stderr, "producer %d: consumers not done, events %d\n", w->id, ev);
+	}
 	zmq_close(s); /* linger: default, delivers what is queued */
 	zmq_ctx_term(zc);
 	return rc;
@@ -95,6 +103,7 @@ static int consumer(void *ctx, struct bench_worker *w)
 		if (errno == EAGAIN) {
 			if (bench_all_received(w))
 				break;
+			w->sh->cons[w->id].msgs = w->msgs; /* progress, for a hang report */
 			continue;
 		}
 		if (errno != EINTR)
@@ -102,6 +111,7 @@ static int consumer(void *ctx, struct bench_worker *w)
 	}
 	zmq_msg_close(&m);
 	bench_consumer_done(w);
+	atomic_fetch_add(&w->sh->aux, 1);
 	int zero = 0;
 	zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof(zero));
 	zmq_close(s);
