@@ -534,7 +534,7 @@ static void build_targets(void)
 		if (s.n) {
 			t->have = true;
 			t->met = s.med >= 0.5;
-			snprintf(t->meas, sizeof(t->meas), "%.2fx [%.2f..%.2f] (same rep, not same moment)",
+			snprintf(t->meas, sizeof(t->meas), "%.2fx [%.2f..%.2f] (paired by rep only)",
 				 s.med, s.min, s.max);
 		}
 	}
@@ -618,7 +618,7 @@ static void print_targets(void)
 {
 	printf("\n### Targets (ratios are medians of per-repetition ratios [min..max])\n");
 	for (int i = 0; i < ntargets; i++)
-		printf("%-56s %-44s %s\n", targets[i].text, targets[i].meas,
+		printf("%-52s %-54s %s\n", targets[i].text, targets[i].meas,
 		       !targets[i].have ? "-" : targets[i].met ? "met" : "MISSED");
 }
 
@@ -745,7 +745,7 @@ static void write_plot(const char *png)
 	int nlat = 0;
 	for (int k = 0; k < ncases; k++)
 		nlat += cases[k].c.kind == CASE_LATENCY;
-	npanels = nsz + (nlat ? 1 : 0);
+	npanels = nsz + nlat;
 	if (!npanels) {
 		fclose(gp);
 		return;
@@ -754,6 +754,7 @@ static void write_plot(const char *png)
 	fprintf(gp, "set terminal pngcairo size %d,%d font 'sans,9'\n", 700 * cols, 480 * rows);
 	fprintf(gp, "set output '%s'\n", png);
 	fprintf(gp, "set multiplot layout %d,%d title %s\n", rows, cols, "'shmq-bench'");
+	fprintf(gp, "set termoption noenhanced\n");
 	fprintf(gp, "set key outside right top font 'sans,8'\nset grid\nset datafile missing 'NaN'\n");
 	for (int z = 0; z < nsz; z++) {
 		/* Columns: shape label, then one column per system seen at this size. */
@@ -803,46 +804,44 @@ static void write_plot(const char *png)
 		fprintf(gp, "plot for [i=2:%d] '%s' using 0:i:xtic(1) with linespoints lw 2 title columnheader(i)\n",
 			ns + 1, dat);
 	}
-	if (nlat) {
-		/* CDF of every latency case's systems, from merged histograms. */
-		fprintf(gp, "set title 'one-way latency CDF (merged over reps)'\n");
+	/* One CDF panel per latency case, from the merged histograms. */
+	for (int k = 0; k < ncases; k++) {
+		struct caseres *cr = &cases[k];
+		if (cr->c.kind != CASE_LATENCY)
+			continue;
+		if (cr->c.rate > 0)
+			fprintf(gp, "set title 'one-way latency CDF, %dp x %dc, paced %.0f msgs/s'\n",
+				cr->c.np, cr->c.nc, cr->c.rate);
+		else
+			fprintf(gp, "set title 'one-way latency CDF, %dp x %dc, producers flat out'\n",
+				cr->c.np, cr->c.nc);
 		fprintf(gp, "set logscale x\nunset logscale y\nset format y '%%g'\nset format x '%%.0s%%cs'\n");
-		fprintf(gp, "set xlabel 'latency (s)'\nset ylabel 'fraction <= x'\nset yrange [0:1]\n");
+		fprintf(gp, "set xlabel 'latency'\nset ylabel 'fraction <= x'\nset yrange [0:1]\n");
 		fprintf(gp, "plot ");
 		int nplot = 0;
-		for (int k = 0; k < ncases; k++) {
-			struct caseres *cr = &cases[k];
-			if (cr->c.kind != CASE_LATENCY || (cr->c.rate <= 0 && nlat > 1 && cr->c.np != 1))
+		for (int i = 0; i < cr->nsys; i++) {
+			struct sysres *sr = &cr->sys[i];
+			if (!sr->hist.n)
 				continue;
-			for (int i = 0; i < cr->nsys; i++) {
-				struct sysres *sr = &cr->sys[i];
-				if (!sr->hist.n)
+			char dat[512];
+			snprintf(dat, sizeof(dat), "%s/lat%d_%d.dat", dir, k, i);
+			FILE *d = fopen(dat, "w");
+			if (!d)
+				continue;
+			uint64_t acc = 0;
+			for (unsigned b = 0; b < BENCH_LAT_BUCKETS; b++) {
+				if (!sr->hist.b[b])
 					continue;
-				/* Only the main systems, or the plot drowns. */
-				if (!(sr->p->flags & PF_MAIN))
-					continue;
-				char dat[512];
-				snprintf(dat, sizeof(dat), "%s/lat%d_%d.dat", dir, k, i);
-				FILE *d = fopen(dat, "w");
-				if (!d)
-					continue;
-				uint64_t acc = 0;
-				for (unsigned b = 0; b < BENCH_LAT_BUCKETS; b++) {
-					if (!sr->hist.b[b])
-						continue;
-					acc += sr->hist.b[b];
-					fprintf(d, "%g %g\n", hist_bucket_hi(b) / 1e9,
-						(double)acc / (double)sr->hist.n);
-				}
-				fclose(d);
-				fprintf(gp, "%s'%s' using 1:2 with lines lw 2 title '%s %dx%d%s'",
-					nplot++ ? ", " : "", dat, sr->p->label, cr->c.np, cr->c.nc,
-					cr->c.rate > 0 ? "" : " flat out");
+				acc += sr->hist.b[b];
+				fprintf(d, "%g %g\n", hist_bucket_hi(b) / 1e9, (double)acc / (double)sr->hist.n);
 			}
+			fclose(d);
+			fprintf(gp, "%s'%s' using 1:2 with steps lw 2 title '%s'", nplot++ ? ", " : "", dat,
+				sr->p->label);
 		}
 		if (!nplot)
 			fprintf(gp, "NaN notitle");
-		fprintf(gp, "\n");
+		fprintf(gp, "\nset yrange [*:*]\n");
 	}
 	fprintf(gp, "unset multiplot\n");
 	fclose(gp);
