@@ -51,11 +51,14 @@ struct shmq_queue_attr {
 	uint32_t msg_max;  /* largest message in bytes; 0: SHMQ_DEFAULT_MSG_MAX */
 	uint32_t flags;    /* SHMQ_JOINABLE, SHMQ_NOROLES */
 	uint32_t mode;     /* permission bits of a named segment; 0: 0600 */
-	uint32_t cell_size; /* bytes per ring cell, a power of two from 64 to
-			       1 MiB; 0: 64. A message fills
-			       1 + ceil((len - (cell_size - 12)) / (cell_size - 8))
-			       cells; zero-copy needs it to fit in one. Bigger
-			       cells suit big messages. */
+	uint32_t cell_size; /* bytes per ring cell, a power of two from 16 to
+			       64 KiB; 0: 64. A cell carries cell_size - 8
+			       bytes of one message: a message of len bytes
+			       fills max(1, ceil(len / (cell_size - 8))) cells,
+			       and zero-copy needs it to fit in one. Small
+			       cells pack small messages densely (16: four
+			       8-byte messages per cache line); big cells suit
+			       big messages. */
 };
 
 enum { SHMQ_RD = 1, SHMQ_WR = 2, SHMQ_RDWR = 3 }; /* roles, like O_RDONLY/O_WRONLY */
@@ -68,7 +71,8 @@ enum {
 /* Limits. */
 #define SHMQ_DEFAULT_CAPACITY 4096u        /* cells */
 #define SHMQ_DEFAULT_CELL_SIZE 64u         /* bytes */
-#define SHMQ_MAX_CELL_SIZE (1u << 20)
+#define SHMQ_MIN_CELL_SIZE 16u
+#define SHMQ_MAX_CELL_SIZE (64u << 10)
 #define SHMQ_DEFAULT_MSG_MAX (64u * 1024u) /* bytes */
 #define SHMQ_MAX_CAPACITY (1u << 24)       /* cells; the ring is at most 4 GiB */
 #define SHMQ_MAX_MSG_MAX (16u << 20)       /* bytes */
@@ -161,7 +165,7 @@ int shmq_get_burst(shmq_queue *q, struct iovec *msgs, unsigned n, int64_t timeou
 /* Write a message in place: shmq_put_reserve() gives slot->data, len bytes
  * inside the ring; fill them, then shmq_put_commit() publishes. Read in place:
  * shmq_get_peek() gives the next message as slot->data/slot->len; use it, then
- * shmq_get_release(). Messages must fit in one cell (len <= cell_size - 12).
+ * shmq_get_release(). Messages must fit in one cell (len <= cell_size - 8).
  * A slot is single-use and belongs to the thread that got it. A process that
  * dies holding a slot loses only that message; the ring is not blocked for
  * good (the slot is taken back once the death is noticed). Between reserve and

@@ -3,13 +3,15 @@
  * Positions. `tail` and `head` hold a 40-bit cell position and a 24-bit
  * message count. Position p lives in cell p & mask and belongs to lap
  * (p >> shift) & lap_mask. A message of k cells occupies positions
- * p .. p+k-1; its first cell carries the length, the rest only payload.
+ * p .. p+k-1, each cell carrying cell_size - 8 bytes of it.
  *
- * Cell state (64 bits): kind (2) | SKIP (1) | k (20) | owner tag (16) | lap (25)
+ * Cell state (64 bits): kind (2) | SKIP (1) | k (20) | owner or last (16) | lap (25)
  *
  *   FREE(L)          cell free for the message of lap L at this cell
  *   BUSY(L,K,owner)  a producer claimed K cells and is writing them
- *   FULL(L,k)        published (SKIP: its producer died; consumers drop it)
+ *   FULL(L,k,last)   published, `last` bytes in its last cell: the length is
+ *                    in the state, read with it in one load (SKIP: its
+ *                    producer died; consumers drop it)
  *   READ(L,K,owner)  a consumer claimed K cells and is copying out
  *
  * Continuation cells stay FREE(L) while in use and turn FREE(L+1) when the
@@ -69,6 +71,7 @@ static inline unsigned st_kind(uint64_t s) { return s & 3; }
 static inline uint64_t st_k(uint64_t s) { return s >> K_SHIFT & K_MASK; }
 static inline uint32_t st_tag(uint64_t s) { return (uint32_t)(s >> TAG_SHIFT & TAG_MASK); }
 static inline uint64_t st_lap(uint64_t s) { return s >> LAP_SHIFT; }
+static inline uint64_t st_last(uint64_t s) { return st_tag(s); }
 
 static inline uint64_t idx_pos(uint64_t w) { return w >> CNT_BITS; }
 static inline uint64_t idx_advance(uint64_t w, uint64_t k)
@@ -103,6 +106,24 @@ static inline uint64_t load_state(const struct seg_cell *c)
 static inline uint64_t cells_for(const struct ring *r, size_t len)
 {
 	return seg_cells_for(len, r->cell_size);
+}
+static inline uint64_t per_cell(const struct ring *r)
+{
+	return r->cell_size - CELL_HEAD;
+}
+/* The FULL state of a message of len bytes at pos. */
+static inline uint64_t full_state(const struct ring *r, uint64_t pos, size_t len)
+{
+	uint64_t k = cells_for(r, len);
+	return st_make(ST_FULL, lap_of(r, pos), k, len - (k - 1) * per_cell(r));
+}
+/* Length of the FULL message s; false if s is not a sane one. */
+static inline bool full_len(const struct ring *r, uint64_t s, uint64_t *len)
+{
+	uint64_t k = st_k(s), last = st_last(s);
+	*len = (k - 1) * per_cell(r) + last;
+	return k >= 1 && k <= r->max_cells && last <= per_cell(r) && (k == 1 || last) &&
+	       *len <= r->msg_max;
 }
 /* A claim covers at most the ring and what the k field holds. */
 static inline bool span_ok(const struct ring *r, uint64_t k)
@@ -143,32 +164,19 @@ static uint64_t range_free_until(const struct ring *r, uint64_t pos, uint64_t fr
 
 static void copy_in(const struct ring *r, uint64_t pos, const void *buf, size_t len)
 {
-	struct seg_cell *c = cell(r, pos);
 	const unsigned char *src = buf;
-	size_t first = r->cell_size - CELL_HEAD, next = r->cell_size - CELL_NEXT_HEAD;
-	size_t n = len < first ? len : first;
-
-	atomic_store_explicit(&c->len, (uint32_t)len, memory_order_relaxed);
-	if (n)
-		memcpy(c->rest, src, n);
-	for (src += n, len -= n; len; src += n, len -= n) {
-		n = len < next ? len : next;
-		memcpy((unsigned char *)cell(r, ++pos) + CELL_NEXT_HEAD, src, n);
+	for (size_t n; len; src += n, len -= n, pos++) {
+		n = len < per_cell(r) ? len : per_cell(r);
+		memcpy(cell(r, pos)->payload, src, n);
 	}
 }
 
 static void copy_out(const struct ring *r, uint64_t pos, void *buf, size_t len)
 {
-	const struct seg_cell *c = cell(r, pos);
 	unsigned char *dst = buf;
-	size_t first = r->cell_size - CELL_HEAD, next = r->cell_size - CELL_NEXT_HEAD;
-	size_t n = len < first ? len : first;
-
-	if (n)
-		memcpy(dst, c->rest, n);
-	for (dst += n, len -= n; len; dst += n, len -= n) {
-		n = len < next ? len : next;
-		memcpy(dst, (const unsigned char *)cell(r, ++pos) + CELL_NEXT_HEAD, n);
+	for (size_t n; len; dst += n, len -= n, pos++) {
+		n = len < per_cell(r) ? len : per_cell(r);
+		memcpy(dst, cell(r, pos)->payload, n);
 	}
 }
 
@@ -246,9 +254,9 @@ static int claim_put(struct ring *r, uint32_t tag, const struct iovec *msgs, uns
 }
 
 /* Publish the first message last: it is what lets consumers in. */
-static void publish(const struct ring_span *sp, struct seg_cell *c, uint64_t k)
+static void publish(const struct ring *r, const struct ring_span *sp, size_t len)
 {
-	atomic_store_explicit(&c->state, st_make(ST_FULL, st_lap(sp->held), k, 0),
+	atomic_store_explicit(&cell(r, sp->pos)->state, full_state(r, sp->pos, len),
 			      memory_order_seq_cst);
 }
 
@@ -265,11 +273,11 @@ int ring_try_put(struct ring *r, uint32_t tag, const struct iovec *msgs, unsigne
 		copy_in(r, pos, msgs[i].iov_base, msgs[i].iov_len);
 		if (i > 0)
 			atomic_store_explicit(&cell(r, pos)->state,
-					      st_make(ST_FULL, lap_of(r, pos), k, 0),
+					      full_state(r, pos, msgs[i].iov_len),
 					      memory_order_release);
 		pos += k;
 	}
-	publish(&sp, cell(r, sp.pos), cells_for(r, msgs[0].iov_len));
+	publish(r, &sp, msgs[0].iov_len);
 	return m;
 }
 
@@ -283,9 +291,7 @@ int ring_try_reserve(struct ring *r, uint32_t tag, size_t len, struct ring_span 
 
 void ring_commit(struct ring *r, const struct ring_span *sp, size_t len)
 {
-	struct seg_cell *c = cell(r, sp->pos);
-	atomic_store_explicit(&c->len, (uint32_t)len, memory_order_relaxed);
-	publish(sp, c, 1);
+	publish(r, sp, len);
 }
 
 /* ------------------------------------------------------------- consumers -- */
@@ -317,19 +323,12 @@ static bool claim_at_head(struct ring *r, uint64_t h, uint64_t seen, uint64_t he
 	return true;
 }
 
-/* Is the FULL message at p with state s whole and sane? Its length via *len. */
-static bool message_sane(const struct ring *r, uint64_t p, uint64_t s, uint32_t *len)
-{
-	*len = atomic_load_explicit(&cell(r, p)->len, memory_order_relaxed);
-	return st_k(s) >= 1 && st_k(s) <= r->max_cells && *len <= r->msg_max &&
-	       cells_for(r, *len) == st_k(s);
-}
-
 /* Claim up to n consecutive messages at head (all: exactly n), each fitting
- * its buffer. Returns the count, with *sp the range; -EAGAIN, -EMSGSIZE,
- * -EPROTO. Drops skipped and corrupt messages found first at head. */
+ * its buffer. Returns the count, with *sp the range and *first the FULL state
+ * of the first message; -EAGAIN, -EMSGSIZE, -EPROTO. Drops skipped and
+ * corrupt messages found first at head. */
 static int claim_get(struct ring *r, uint32_t tag, const struct iovec *msgs, unsigned n, bool all,
-		     struct ring_span *sp, struct ring_block *b)
+		     struct ring_span *sp, uint64_t *first, struct ring_block *b)
 {
 	_Atomic uint64_t *head = &r->hdr->head;
 	uint64_t h = atomic_load_explicit(head, memory_order_acquire);
@@ -337,13 +336,13 @@ static int claim_get(struct ring *r, uint32_t tag, const struct iovec *msgs, uns
 	for (;;) {
 		uint64_t pos = idx_pos(h), lap = lap_of(r, pos);
 		uint64_t s = load_state(cell(r, pos));
-		uint32_t len;
+		uint64_t len;
 
 		if (st_lap(s) == lap && st_kind(s) == ST_FULL) {
 			if (!span_ok(r, st_k(s)))
 				return -EPROTO;
 			bool skip = s & ST_SKIP;
-			if (skip || !message_sane(r, pos, s, &len)) {
+			if (skip || !full_len(r, s, &len)) {
 				/* Dead producer's (or corrupt) message: drop it. */
 				if (claim_at_head(r, h, s, st_make(ST_READ, lap, st_k(s), tag), sp)) {
 					release(r, pos, sp->held);
@@ -353,14 +352,8 @@ static int claim_get(struct ring *r, uint32_t tag, const struct iovec *msgs, uns
 				h = atomic_load_explicit(head, memory_order_acquire);
 				continue;
 			}
-			if (len > msgs[0].iov_len) {
-				/* Trust the length only if the state did not move. */
-				atomic_thread_fence(memory_order_acquire);
-				if (load_state(cell(r, pos)) == s)
-					return -EMSGSIZE;
-				h = atomic_load_explicit(head, memory_order_acquire);
-				continue;
-			}
+			if (len > msgs[0].iov_len)
+				return -EMSGSIZE;
 			/* Scan the sane, fitting, FULL messages that follow. */
 			unsigned m = 1;
 			uint64_t cells = st_k(s), p = pos + cells, sp_state = 0;
@@ -368,7 +361,7 @@ static int claim_get(struct ring *r, uint32_t tag, const struct iovec *msgs, uns
 				sp_state = load_state(cell(r, p));
 				if (st_kind(sp_state) != ST_FULL || (sp_state & ST_SKIP) ||
 				    st_lap(sp_state) != lap_of(r, p) ||
-				    !message_sane(r, p, sp_state, &len) ||
+				    !full_len(r, sp_state, &len) ||
 				    !span_ok(r, cells + st_k(sp_state)))
 					break;
 				if (len > msgs[m].iov_len) {
@@ -387,6 +380,7 @@ static int claim_get(struct ring *r, uint32_t tag, const struct iovec *msgs, uns
 				h = h2;
 				continue;
 			}
+			*first = s;
 			if (claim_at_head(r, h, s, st_make(ST_READ, lap, cells, tag), sp)) {
 				if (m > 1)
 					atomic_fetch_add_explicit(&r->hdr->head_extra, m - 1,
@@ -417,26 +411,24 @@ int ring_try_get(struct ring *r, uint32_t tag, struct iovec *msgs, unsigned n, b
 		 struct ring_block *b)
 {
 	struct ring_span sp;
-	int m = claim_get(r, tag, msgs, n, all, &sp, b);
+	uint64_t s, len;
+	int m = claim_get(r, tag, msgs, n, all, &sp, &s, b);
 	if (m <= 0)
 		return m;
-	/* The cells are ours now: lengths and inner states cannot move, unless
-	 * a hostile peer writes them, which copy-out must survive. */
-	uint64_t pos = sp.pos, s = load_state(cell(r, pos));
+	/* The cells are ours now: the inner states cannot move, unless a
+	 * hostile peer writes them, which copy-out must survive. */
+	uint64_t pos = sp.pos, end = sp.pos + st_k(sp.held);
 	int result = m;
 	for (int i = 0; i < m; i++) {
-		uint32_t len = atomic_load_explicit(&cell(r, pos)->len, memory_order_relaxed);
-		uint64_t k = cells_for(r, len);
 		if (i > 0)
 			s = load_state(cell(r, pos));
-		if (len > msgs[i].iov_len || len > r->msg_max ||
-		    (i > 0 && st_k(s) != k) || pos + k > sp.pos + st_k(sp.held)) {
+		if (!full_len(r, s, &len) || len > msgs[i].iov_len || pos + st_k(s) > end) {
 			result = -EPROTO;
 			break;
 		}
 		copy_out(r, pos, msgs[i].iov_base, len);
 		msgs[i].iov_len = len;
-		pos += k;
+		pos += st_k(s);
 	}
 	release(r, sp.pos, sp.held);
 	return result;
@@ -445,15 +437,13 @@ int ring_try_get(struct ring *r, uint32_t tag, struct iovec *msgs, unsigned n, b
 int ring_try_peek(struct ring *r, uint32_t tag, struct ring_span *sp, size_t *len,
 		  struct ring_block *b)
 {
-	struct iovec one = { .iov_base = NULL, .iov_len = r->cell_size - CELL_HEAD };
-	int m = claim_get(r, tag, &one, 1, true, sp, b);
+	struct iovec one = { .iov_base = NULL, .iov_len = per_cell(r) };
+	uint64_t s, n;
+	int m = claim_get(r, tag, &one, 1, true, sp, &s, b);
 	if (m < 0)
 		return m;
-	*len = atomic_load_explicit(&cell(r, sp->pos)->len, memory_order_relaxed);
-	if (*len > one.iov_len) { /* hostile peer rewrote it */
-		release(r, sp->pos, sp->held);
-		return -EPROTO;
-	}
+	full_len(r, s, &n); /* claim_get checked it: sane, one cell */
+	*len = n;
 	return 0;
 }
 
@@ -464,7 +454,7 @@ void ring_release(struct ring *r, const struct ring_span *sp)
 
 void *ring_payload(const struct ring *r, const struct ring_span *sp)
 {
-	return cell(r, sp->pos)->rest;
+	return cell(r, sp->pos)->payload;
 }
 
 bool ring_span_held(const struct ring *r, const struct ring_span *sp, bool put)

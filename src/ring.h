@@ -54,7 +54,7 @@ int ring_try_put(struct ring *r, uint32_t tag, const struct iovec *msgs, unsigne
 int ring_try_get(struct ring *r, uint32_t tag, struct iovec *msgs, unsigned n, bool all,
 		 struct ring_block *b);
 
-/* Zero-copy: claim one cell for a message of len <= cell_size - 12 bytes,
+/* Zero-copy: claim one cell for a message of len <= cell_size - 8 bytes,
  * write it at ring_payload(), publish it with ring_commit(). Returns 0,
  * -EAGAIN, -EPROTO. */
 int ring_try_reserve(struct ring *r, uint32_t tag, size_t len, struct ring_span *sp,

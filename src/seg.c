@@ -37,7 +37,7 @@ int seg_geometry(uint32_t capacity, uint32_t msg_max, uint32_t cell_size, uint32
 	capacity = capacity ? capacity : SHMQ_DEFAULT_CAPACITY;
 	cell_size = cell_size ? cell_size : SHMQ_DEFAULT_CELL_SIZE;
 	if (msg_max > SHMQ_MAX_MSG_MAX || capacity > SHMQ_MAX_CAPACITY ||
-	    cell_size < SHMQ_DEFAULT_CELL_SIZE || cell_size > SHMQ_MAX_CELL_SIZE ||
+	    cell_size < SHMQ_MIN_CELL_SIZE || cell_size > SHMQ_MAX_CELL_SIZE ||
 	    (cell_size & (cell_size - 1)))
 		return -EINVAL;
 	uint64_t cap = SEG_MIN_CAPACITY;

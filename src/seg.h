@@ -70,22 +70,20 @@ struct seg_hdr {
 	alignas(SEG_LINE) char end[];
 };
 
-/* A ring cell (geom.cell_size bytes): the state word, then payload. The first
- * cell of a message also holds its length; the payload continues in the
- * following cells after their state words (ring.c has the state machine). */
+/* A ring cell (geom.cell_size bytes): the state word, then payload. A message
+ * of k cells fills them in order; its length is in the first cell's state
+ * (ring.c has the state machine). */
 struct seg_cell {
 	_Atomic uint64_t state;
-	_Atomic uint32_t len; /* first cell only; payload starts after it */
-	unsigned char rest[];
+	unsigned char payload[];
 };
-#define CELL_HEAD 12u /* bytes before the payload in a first cell */
-#define CELL_NEXT_HEAD 8u /* ... and in a continuation cell */
+#define CELL_HEAD 8u /* bytes before the payload in a cell */
 
 /* Cells of cell_size bytes that a message of len bytes occupies. */
 static inline uint64_t seg_cells_for(uint64_t len, uint64_t cell_size)
 {
-	uint64_t first = cell_size - CELL_HEAD, next = cell_size - CELL_NEXT_HEAD;
-	return len <= first ? 1 : 1 + (len - first + next - 1) / next;
+	uint64_t per = cell_size - CELL_HEAD;
+	return len <= per ? 1 : (len + per - 1) / per;
 }
 
 struct seg {
