@@ -215,9 +215,6 @@ static int claim_put(struct ring *r, uint32_t tag, const struct iovec *msgs, uns
 								    memory_order_acquire,
 								    memory_order_relaxed)) {
 				idx_help(tail, t, cells);
-				if (m > 1)
-					atomic_fetch_add_explicit(&r->hdr->tail_extra, m - 1,
-								  memory_order_relaxed);
 				*sp = (struct ring_span){ .pos = pos, .held = busy };
 				TEST_HOOK(SHMQ_HOOK_PUT_CLAIMED);
 				return (int)m;
@@ -277,6 +274,11 @@ int ring_try_put(struct ring *r, uint32_t tag, const struct iovec *msgs, unsigne
 					      memory_order_release);
 		pos += k;
 	}
+	/* tail counted the batch as one message. The rest is added only now: a
+	 * producer that dies before publishing has its batch dropped as one
+	 * skipped message, and the counts stay consistent. */
+	if (m > 1)
+		atomic_fetch_add_explicit(&r->hdr->tail_extra, (uint32_t)m - 1, memory_order_relaxed);
 	publish(r, &sp, msgs[0].iov_len);
 	return m;
 }
