@@ -68,6 +68,34 @@ Test(mp, p3c3_small_ring_wraps, .timeout = T_TIMEOUT(120))
 	run_and_check(q, &cfg);
 }
 
+/* Threads of one process: each with its own handle, or all producers on one
+ * handle and all consumers on another (calls on one handle may run
+ * concurrently from any thread). The TSan build checks these for races. */
+static void run_threads_and_check(bool shared)
+{
+	struct shmq_queue_attr a = t_attr(256, 2048);
+	shmq_queue *q = mkq_attr(&a);
+	struct mp_cfg cfg = mp_cfg(3, 3, 60000);
+	cfg.hi = 600;
+	struct mp_report rep;
+	mp_run_threads(q, &cfg, shared, &rep);
+	cr_assert_eq(rep.created, 0);
+	MP_ASSERT_CLEAN(rep);
+	cr_assert_eq(rep.missing, 0, "%llu messages lost", (unsigned long long)rep.missing);
+	cr_assert_eq(rep.received, 3ull * cfg.per_prod);
+	shmq_queue_close(q);
+}
+
+Test(threads, p3c3_threads_own_handles, .timeout = T_TIMEOUT(120))
+{
+	run_threads_and_check(false);
+}
+
+Test(threads, p3c3_threads_shared_handles, .timeout = T_TIMEOUT(120))
+{
+	run_threads_and_check(true);
+}
+
 /* Cell size read back from the segment header (the library's view). */
 static uint32_t header_cell_size(shmq_queue *q)
 {

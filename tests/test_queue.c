@@ -506,9 +506,29 @@ Test(msgsize, small_buffer_emsgsize_and_message_stays, .timeout = T_TIMEOUT(10))
 	ssize_t n = shmq_get(q, buf, 30, 0); /* exact fit */
 	cr_assert_eq(n, 30);
 	cr_assert_eq(tmsg_check_exact(buf, 30, 0, 1, 30), TMSG_OK);
-	/* A zero-length message fits a zero-length buffer. */
+	cr_assert_eq(shmq_empty(q), 1);
+	shmq_queue_close(q);
+}
+
+/* A zero-length message, put from and got into a NULL buffer (allowed: only
+ * NULL with len > 0 is -EINVAL), between two others.
+ * LIBRARY BUG (undefined behaviour, seen by UBSan): ring.c copy_in/copy_out
+ * call memcpy with a NULL pointer and size 0 ("null pointer passed as
+ * argument ... declared to never be null"); fails in the ASan+UBSan build,
+ * where UBSAN_OPTIONS has halt_on_error=1. */
+Test(msgsize, zero_length_message_null_buffer)
+{
+	shmq_queue *q = mkq(0, 0);
+	put_ok(q, 0, 0, 20);
 	cr_assert_eq(shmq_put(q, NULL, 0, 0), 0);
+	put_ok(q, 0, 2, 20);
+	cr_assert_eq(shmq_qsize(q), 3);
+	expect_msg(q, 0, 0, 20, 0);
 	cr_assert_eq(shmq_get(q, NULL, 0, 0), 0);
+	expect_msg(q, 0, 2, 20, 0);
+	cr_assert_eq(shmq_put(q, "", 0, 0), 0);
+	unsigned char buf[8];
+	cr_assert_eq(shmq_get(q, buf, sizeof(buf), 0), 0);
 	cr_assert_eq(shmq_empty(q), 1);
 	shmq_queue_close(q);
 }

@@ -333,7 +333,6 @@ static const struct tamper tampers[] = {
 	{ "cells_off at the end", t_cells_out, true },
 	{ "cells_off near 2^64", t_cells_wild, true },
 	{ "cells_off over the participant table", t_cells_overlap, true },
-	{ "flags all ones", t_flags, true },
 	{ "magic off by one bit", t_magic, false },
 	{ "checksum off by one bit", t_checksum, false },
 };
@@ -349,7 +348,7 @@ static struct seg_hdr *map_hdr(const char *name, int *fdp)
 	return h;
 }
 
-Test(hostile, tampered_header_fields_eproto, .timeout = T_TIMEOUT(30))
+static void tamper_and_expect_eproto(const struct tamper *list, size_t count)
 {
 	const char *name = t_name("tamper");
 	struct shmq_queue_attr a = t_attr(256, 4000);
@@ -367,8 +366,8 @@ Test(hostile, tampered_header_fields_eproto, .timeout = T_TIMEOUT(30))
 	struct seg_hdr saved = { 0 };
 	memcpy(&saved, h, offsetof(struct seg_hdr, tail));
 
-	for (size_t i = 0; i < sizeof(tampers) / sizeof(tampers[0]); i++) {
-		const struct tamper *t = &tampers[i];
+	for (size_t i = 0; i < count; i++) {
+		const struct tamper *t = &list[i];
 		t->fn(h);
 		if (t->fix_sum)
 			h->checksum = geom_sum(&h->geom);
@@ -388,6 +387,21 @@ Test(hostile, tampered_header_fields_eproto, .timeout = T_TIMEOUT(30))
 	munmap(h, sizeof(*h));
 	close(fd);
 	cr_assert_eq(shmq_unlink(name), 0);
+}
+
+Test(hostile, tampered_header_fields_eproto, .timeout = T_TIMEOUT(30))
+{
+	tamper_and_expect_eproto(tampers, sizeof(tampers) / sizeof(tampers[0]));
+}
+
+/* Flag bits that no version of the library defines (create rejects them with
+ * -EINVAL), with a matching checksum: not a segment this library made.
+ * LIBRARY BUG (validation gap): open copies geom.flags into the expected
+ * geometry instead of checking it, so any flags are accepted. */
+Test(hostile, unknown_flags_eproto, .timeout = T_TIMEOUT(30))
+{
+	static const struct tamper flags[] = { { "flags all ones", t_flags, true } };
+	tamper_and_expect_eproto(flags, 1);
 }
 
 Test(hostile, truncated_segment_eproto, .timeout = T_TIMEOUT(10))
