@@ -305,10 +305,10 @@ Test(fork, consumer_exit_without_close_is_epipe, .timeout = T_TIMEOUT(20))
  * before the child runs. The child is held back (an atfork handler registered
  * before the library's, so it runs first in the child) to make the window
  * that scheduling opens anyway deterministic.
- * LIBRARY BUG (fork EOF window): the child claims its participant slot in its
- * pthread_atfork child handler, i.e. only once it runs; until then the
- * producer count can be 0 and a consumer gets -EPIPE although a producer
- * holds the handle. */
+ * Regression test for a library bug found by this suite (fork EOF window, at
+ * 84974e8): the child claimed its participant slot in its pthread_atfork
+ * child handler, i.e. only once it ran; until then the producer count could
+ * be 0 and a consumer got -EPIPE although a producer held the handle. */
 static _Atomic uint32_t *hold_child; /* shared: 1 while the next child must wait */
 static void atfork_hold_child(void)
 {
@@ -359,8 +359,8 @@ Test(fork, child_holds_handle_from_fork_return, .timeout = T_TIMEOUT(30))
 	expect_exit0(p);
 	expect_exit0(c);
 	cr_assert_eq(early, 0,
-		     "LIBRARY BUG: consumer got %lld while a forked producer held the queue "
-		     "(the child only counts once its atfork handler runs)",
+		     "fork EOF window: consumer got %lld while a forked producer held the "
+		     "queue (the child only counted once its atfork handler ran)",
 		     (long long)s->r_get);
 	cr_assert_eq(s->r_put, 0);
 	cr_assert_eq(s->r_get, 50);

@@ -396,8 +396,9 @@ Test(hostile, tampered_header_fields_eproto, .timeout = T_TIMEOUT(30))
 
 /* Flag bits that no version of the library defines (create rejects them with
  * -EINVAL), with a matching checksum: not a segment this library made.
- * LIBRARY BUG (validation gap): open copies geom.flags into the expected
- * geometry instead of checking it, so any flags are accepted. */
+ * Regression test for a validation gap found by this suite (at 84974e8):
+ * open copied geom.flags into the expected geometry instead of checking it,
+ * so any flags were accepted. */
 Test(hostile, unknown_flags_eproto, .timeout = T_TIMEOUT(30))
 {
 	static const struct tamper flags[] = { { "flags all ones", t_flags, true } };
@@ -484,8 +485,15 @@ Test(hostile, garbage_ring_cells_no_crash_no_hang, .timeout = T_TIMEOUT(30))
 	cr_assert_eq(shmq_unlink(name), 0);
 }
 
-/* A message whose length word was corrupted is dropped with -EPROTO; the
- * next one is delivered intact. */
+static uint64_t st_bits(uint64_t v, unsigned shift, unsigned bits)
+{
+	return v >> shift & ((1ull << bits) - 1);
+}
+
+/* A message whose length was corrupted is dropped with -EPROTO; the next one
+ * is delivered intact. White box (ring.c): the first cell's 64-bit state word
+ * holds kind (2 bits, FULL = 2) | skip (1) | cells (20) | bytes in the last
+ * cell (16) | lap (25); a "last" larger than a cell's payload is impossible. */
 Test(hostile, corrupted_length_dropped_eproto)
 {
 	const char *name = t_name("badlen");
@@ -498,12 +506,11 @@ Test(hostile, corrupted_length_dropped_eproto)
 	munmap(h, sizeof(*h));
 	unsigned char *seg = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	cr_assert_neq(seg, MAP_FAILED);
-	/* Cell layout (seg.h): u64 state, u32 len, payload. */
-	uint32_t len;
-	memcpy(&len, seg + off + 8, 4);
-	cr_assert_eq(len, 7, "cell layout changed: update this test");
-	len = 0x7fffffff;
-	memcpy(seg + off + 8, &len, 4);
+	_Atomic uint64_t *state = (_Atomic uint64_t *)(seg + off);
+	uint64_t st = atomic_load(state);
+	cr_assert(st_bits(st, 0, 2) == 2 && st_bits(st, 3, 20) == 1 && st_bits(st, 23, 16) == 7,
+		  "cell state layout changed (%#llx): update this test", (unsigned long long)st);
+	atomic_store(state, st | 0xffffull << 23);
 	unsigned char buf[256];
 	cr_assert_eq(shmq_get(q, buf, sizeof(buf), 0), -EPROTO);
 	cr_assert_eq(shmq_get(q, buf, sizeof(buf), 0), 90);
@@ -668,12 +675,13 @@ Test(byname, peer_program_produces, .timeout = T_TIMEOUT(60))
 
 /* The reverse: this process produces, the exec'd peer consumes and must see
  * EOF once we close.
- * LIBRARY BUG (exec'd child keeps a phantom role): fork() gives the child our
- * producer role in a participant slot of its own; after exec the close-on-exec
- * fd is gone, but the new program (same pid, same start time) takes that slot
- * for itself (the liveness check short-cuts "my own pid" to alive) and, when
- * it reopens the queue, likely on the same fd number, so do others. The peer
- * then waits for a producer that does not exist and never sees EOF. */
+ * Regression test for a library bug found by this suite (at 84974e8, exec'd
+ * child keeps a phantom role): fork() gives the child our producer role in a
+ * participant slot of its own; after exec the close-on-exec fd is gone, but
+ * the new program (same pid, same start time) took that slot for its own
+ * (the liveness check short-cut "my own pid" to alive), and others could too
+ * once it reopened the queue on the same fd number. The peer then waited for
+ * a producer that did not exist and never saw EOF. */
 Test(byname, peer_program_consumes_and_sees_eof, .timeout = T_TIMEOUT(60))
 {
 	const char *name = t_name("peerc");
@@ -686,8 +694,8 @@ Test(byname, peer_program_consumes_and_sees_eof, .timeout = T_TIMEOUT(60))
 		cr_assert_eq(t_put_msg(w, 8, i, tmsg_len(8, i, 1, 600), 5 * LIVE), 0);
 	cr_assert_eq(shmq_queue_close(w), 0);
 	int st = peer_status(pid);
-	cr_assert_neq(st, 8, "LIBRARY BUG: the exec'd consumer never saw EOF (its pre-exec "
-			     "inherited producer slot still counts)");
+	cr_assert_neq(st, 8, "the exec'd consumer never saw EOF (its pre-exec inherited "
+			     "producer slot still counts)");
 	cr_assert_eq(st, 0, "peer consume: exit %d", st);
 	shmq_queue_close(c);
 	cr_assert_eq(shmq_unlink(name), 0);
