@@ -159,7 +159,7 @@ int part_claim(struct seg *s, int roles, bool for_child)
 			membership_changed(s);
 			return (int)i;
 		}
-		if (part_reap_dead(s) == 0)
+		if (part_reap_dead(s, 0) == 0)
 			break;
 	}
 	return -EUSERS;
@@ -208,18 +208,29 @@ struct part_counts part_count(struct seg *s)
 	return c;
 }
 
-int part_reap_dead(struct seg *s)
+int part_reap_dead(struct seg *s, int roles)
 {
+	uint64_t mask = roles ? (uint64_t)roles << ROLES_SHIFT : ~0ull;
 	int reaped = 0;
 	for (uint32_t i = 0; i < s->geom.nparts; i++) {
 		struct seg_part *p = &s->parts[i];
 		uint64_t id = atomic_load(&p->id);
-		if (id && !part_alive(s, p, id))
+		if ((id & mask) && !part_alive(s, p, id))
 			reaped += atomic_compare_exchange_strong(&p->id, &id, 0);
 	}
 	if (reaped)
 		membership_changed(s);
 	return reaped;
+}
+
+void part_sweep(struct seg *s, int roles, int64_t period_ns)
+{
+	int64_t now = wait_now(), last = atomic_load(&s->hdr->swept);
+	/* A stamp from the future is garbage (a hostile peer): sweep anyway. */
+	if (now - last < period_ns && last <= now)
+		return;
+	if (atomic_compare_exchange_strong(&s->hdr->swept, &last, now))
+		part_reap_dead(s, roles);
 }
 
 bool part_tag_gone(struct seg *s, uint32_t tag)

@@ -34,9 +34,14 @@ void part_release(struct seg *s, int slot);
 uint32_t part_tag(struct seg *s, int slot);
 /* Count roles over the table (no liveness checks: cheap). */
 struct part_counts part_count(struct seg *s);
-/* Check every occupied slot's liveness and reap the dead (their roles end).
- * Returns how many were reaped. Costs a few syscalls per participant. */
-int part_reap_dead(struct seg *s);
+/* Check the liveness of every slot holding any of roles (0: every slot) and
+ * reap the dead (their roles end). Returns how many were reaped. Costs a few
+ * syscalls per participant checked. */
+int part_reap_dead(struct seg *s, int roles);
+/* part_reap_dead(s, roles), by at most one waiter of all processes per
+ * period_ns: waiters on a segment share the sweeps instead of each scanning
+ * the table. */
+void part_sweep(struct seg *s, int roles, int64_t period_ns);
 /* Is the owner named by a cell tag gone (closed, dead or exec'd)? */
 bool part_tag_gone(struct seg *s, uint32_t tag);
 

@@ -311,14 +311,15 @@ static int spin(struct shmq_queue *q, const struct op *op, struct ring_block *b,
 	}
 }
 
-/* Waits that drag on: reap dead participants (which may end the wait with
- * -EPIPE) and take back the cell we are blocked on if its owner is gone. */
-static void check_peers(struct shmq_queue *q, const struct ring_block *b)
+/* Waits that drag on: reap dead participants of the role we wait for (which
+ * may end the wait with -EPIPE) and take back the cell we are blocked on if
+ * its owner is gone. */
+static void check_peers(struct shmq_queue *q, const struct op *op, const struct ring_block *b)
 {
 	int64_t now = wait_now(), last = atomic_load(&q->last_check);
 	if (now - last < CHECK_NS || !atomic_compare_exchange_strong(&q->last_check, &last, now))
 		return;
-	part_reap_dead(&q->seg);
+	part_sweep(&q->seg, op_produces(op) ? SHMQ_RD : SHMQ_WR, CHECK_NS);
 	if (ring_recover(&q->ring, &q->seg, b)) {
 		ec_notify(&q->seg.hdr->ec_data);
 		ec_notify(&q->seg.hdr->ec_room);
@@ -339,7 +340,7 @@ static int queue_wait(struct shmq_queue *q, const struct op *op, int64_t timeout
 		r = spin(q, op, &b, deadline);
 		if (r != -EAGAIN)
 			return r;
-		check_peers(q, &b);
+		check_peers(q, op, &b);
 		uint32_t key = ec_prepare(ec);
 		r = attempt(q, op, &b);
 		if (r != -EAGAIN)

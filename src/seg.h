@@ -67,6 +67,8 @@ struct seg_hdr {
 	 * SHMQ_RD/SHMQ_WR set once any handle held that role (sticky). */
 	alignas(SEG_LINE) _Atomic uint32_t epoch;
 	_Atomic uint32_t ever;
+	/* CLOCK_MONOTONIC ns of the last liveness sweep (part_sweep). */
+	_Atomic int64_t swept;
 	alignas(SEG_LINE) char end[];
 };
 
