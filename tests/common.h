@@ -35,6 +35,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -489,6 +490,14 @@ struct mp_shared {
 	_Atomic uint64_t bits[];
 };
 
+#define MP_MAX_KIDS 64
+enum mp_api {
+	MP_COPY,     /* shmq_put / shmq_get */
+	MP_BULK,     /* shmq_put_bulk / shmq_get_bulk */
+	MP_BURST,    /* shmq_put_burst / shmq_get_burst */
+	MP_ZEROCOPY, /* reserve + commit / peek + release (lengths fit one cell) */
+};
+
 struct mp_cfg {
 	uint32_t nprod, ncons;
 	uint32_t per_prod;   /* messages per producer */
@@ -506,6 +515,9 @@ struct mp_cfg {
 	 * deliveries must then be a prefix (0 .. k-1) of what they sent. */
 	uint32_t sigkill_prods;
 	uint64_t sigkill_after;
+	/* API each producer / consumer uses (enum mp_api), by index. A killed
+	 * producer that batches must deliver a prefix of its messages. */
+	uint8_t prod_api[MP_MAX_KIDS], cons_api[MP_MAX_KIDS];
 };
 
 static inline struct mp_cfg mp_cfg(uint32_t nprod, uint32_t ncons, uint32_t total)
@@ -550,24 +562,68 @@ static inline void mp_hook(enum shmq_hook_point where)
 		raise(SIGKILL);
 }
 
+/* Put messages seq .. seq+n-1 of producer c->id with the child's API.
+ * Returns how many went in (>= 1), or a negative error. */
+#define MP_BATCH 16
+static inline int mp_put_some(struct mp_child *c, uint32_t seq, uint32_t n, unsigned char *bufs)
+{
+	const struct mp_cfg *cfg = c->cfg;
+	enum mp_api api = (enum mp_api)cfg->prod_api[c->id % MP_MAX_KIDS];
+	if (api == MP_COPY || api == MP_ZEROCOPY || n == 1) {
+		size_t len = tmsg_len(c->id, seq, cfg->lo, cfg->hi);
+		if (api != MP_ZEROCOPY) {
+			tmsg_fill(bufs, c->id, seq, len);
+			int r = shmq_put(c->q, bufs, len, -1);
+			return r < 0 ? r : 1;
+		}
+		shmq_slot slot;
+		int r = shmq_put_reserve(c->q, len, &slot, -1);
+		if (r < 0)
+			return r;
+		if (slot.len != len)
+			return -ERANGE;
+		tmsg_fill(slot.data, c->id, seq, len);
+		r = shmq_put_commit(c->q, &slot);
+		return r < 0 ? r : 1;
+	}
+	struct iovec iov[MP_BATCH];
+	for (uint32_t i = 0; i < n; i++) {
+		iov[i].iov_base = bufs + (size_t)i * (cfg->hi + 1);
+		iov[i].iov_len = tmsg_len(c->id, seq + i, cfg->lo, cfg->hi);
+		tmsg_fill(iov[i].iov_base, c->id, seq + i, iov[i].iov_len);
+	}
+	if (api == MP_BULK) {
+		int r = shmq_put_bulk(c->q, iov, n, -1);
+		return r < 0 ? r : r == (int)n ? r : -ERANGE; /* all or nothing */
+	}
+	int r = shmq_put_burst(c->q, iov, n, -1);
+	return r == 0 || r > (int)n ? -ERANGE : r;
+}
+
 static inline int mp_producer(void *arg)
 {
 	struct mp_child *c = arg;
-	if (shmq_queue_shutdown(c->q, SHMQ_RD) < 0)
+	const struct mp_cfg *cfg = c->cfg;
+	unsigned char *bufs = malloc(MP_BATCH * (cfg->hi + 1));
+	if (!bufs || shmq_queue_shutdown(c->q, SHMQ_RD) < 0)
 		return 10;
 	t_post(&c->sh->ready);
 	t_await(&c->sh->go, 1, -1);
-	unsigned char buf[TMSG_MAX];
-	for (uint32_t seq = 0; seq < c->cfg->per_prod; seq++) {
-		size_t len = tmsg_len(c->id, seq, c->cfg->lo, c->cfg->hi);
-		tmsg_fill(buf, c->id, seq, len);
-		int r = shmq_put(c->q, buf, len, -1);
+	for (uint32_t seq = 0; seq < cfg->per_prod;) {
+		/* Batches of 1 .. MP_BATCH messages, varying. */
+		uint32_t n = 1 + (uint32_t)(t_mix(seq ^ (uint64_t)c->id << 40) % MP_BATCH);
+		if (n > cfg->per_prod - seq)
+			n = cfg->per_prod - seq;
+		int r = mp_put_some(c, seq, n, bufs);
 		if (r < 0) {
 			atomic_store(&c->sh->last_err, r);
 			atomic_fetch_add(&c->sh->errors, 1);
+			free(bufs);
 			return 11;
 		}
+		seq += (uint32_t)r;
 	}
+	free(bufs);
 	t_post(&c->sh->prod_done);
 	/* Close explicitly (EOF by close); the crash suite covers EOF by death. */
 	if (c->shared_handle)
@@ -575,62 +631,110 @@ static inline int mp_producer(void *arg)
 	return shmq_queue_close(c->q) == 0 ? 0 : 12;
 }
 
+/* Check and record one received message. */
+static inline void mp_account(struct mp_child *c, int64_t *last, const void *buf, size_t n)
+{
+	const struct mp_cfg *cfg = c->cfg;
+	struct mp_shared *sh = c->sh;
+	uint32_t prod = 0, seq = 0;
+	enum tmsg_err e;
+	if (cfg->nprod == 1 && cfg->ncons == 1) { /* positional: short lengths allowed */
+		seq = (uint32_t)(last[0] + 1);
+		e = tmsg_check_exact(buf, n, 0, seq, tmsg_len(0, seq, cfg->lo, cfg->hi));
+	} else {
+		e = tmsg_check(buf, n, cfg->nprod, cfg->lo, cfg->hi, &prod, &seq);
+	}
+	atomic_fetch_add(&sh->received, 1);
+	if (e != TMSG_OK) {
+		atomic_store(&sh->torn_kind, e);
+		atomic_fetch_add(&sh->torn, 1);
+		return;
+	}
+	if ((int64_t)seq <= last[prod])
+		atomic_fetch_add(&sh->order, 1);
+	last[prod] = seq;
+	if (seq >= sh->words * 64u) {
+		atomic_fetch_add(&sh->torn, 1);
+		return;
+	}
+	uint64_t bit = 1ull << (seq % 64);
+	if (atomic_fetch_or(&sh->bits[prod * sh->words + seq / 64], bit) & bit)
+		atomic_fetch_add(&sh->dup, 1);
+}
+
+/* Get some messages with the child's API and account for them. Returns how
+ * many, or a negative error (-EPIPE: end of data). A bulk get at end of data
+ * with fewer than n messages left gives -EPIPE and leaves them queued: the
+ * caller drains them one by one (*drain). */
+static inline int mp_get_some(struct mp_child *c, int64_t *last, unsigned char *bufs,
+			      bool *drain)
+{
+	const struct mp_cfg *cfg = c->cfg;
+	enum mp_api api = (enum mp_api)cfg->cons_api[c->id % MP_MAX_KIDS];
+	if (*drain || api == MP_COPY) {
+		ssize_t n = shmq_get(c->q, bufs, TMSG_MAX, -1);
+		if (n < 0)
+			return (int)n;
+		mp_account(c, last, bufs, (size_t)n);
+		return 1;
+	}
+	if (api == MP_ZEROCOPY) {
+		shmq_slot slot;
+		int r = shmq_get_peek(c->q, &slot, -1);
+		if (r < 0)
+			return r;
+		mp_account(c, last, slot.data, slot.len);
+		r = shmq_get_release(c->q, &slot);
+		return r < 0 ? r : 1;
+	}
+	struct iovec iov[MP_BATCH];
+	unsigned n = api == MP_BULK ? 4 : MP_BATCH;
+	for (unsigned i = 0; i < n; i++)
+		iov[i] = (struct iovec){ .iov_base = bufs + (size_t)i * (cfg->hi + 1),
+					 .iov_len = cfg->hi + 1 };
+	int r = api == MP_BULK ? shmq_get_bulk(c->q, iov, n, -1)
+			       : shmq_get_burst(c->q, iov, n, -1);
+	if (r == -EPIPE && api == MP_BULK) {
+		*drain = true;
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	if (r == 0 || r > (int)n || (api == MP_BULK && r != (int)n))
+		return -ERANGE;
+	for (int i = 0; i < r; i++)
+		mp_account(c, last, iov[i].iov_base, iov[i].iov_len);
+	return r;
+}
+
 static inline int mp_consumer(void *arg)
 {
 	struct mp_child *c = arg;
 	const struct mp_cfg *cfg = c->cfg;
 	struct mp_shared *sh = c->sh;
-	bool single = cfg->nprod == 1 && cfg->ncons == 1;
 	int64_t *last = calloc(cfg->nprod, sizeof(*last));
-	unsigned char *buf = malloc(TMSG_MAX);
+	size_t bsize = MP_BATCH * (cfg->hi + 1);
+	unsigned char *bufs = malloc(bsize > TMSG_MAX ? bsize : TMSG_MAX);
+	bool drain = false;
 
-	if (!last || !buf || shmq_queue_shutdown(c->q, SHMQ_WR) < 0)
+	if (!last || !bufs || shmq_queue_shutdown(c->q, SHMQ_WR) < 0)
 		return 20;
 	for (uint32_t p = 0; p < cfg->nprod; p++)
 		last[p] = -1;
 	t_post(&sh->ready);
 	t_await(&sh->go, 1, -1);
-	for (;;) {
-		ssize_t n = shmq_get(c->q, buf, TMSG_MAX, -1);
-		if (n == -EPIPE)
-			break;
-		if (n < 0) {
-			atomic_store(&sh->last_err, n);
-			atomic_fetch_add(&sh->errors, 1);
-			free(last);
-			free(buf);
-			if (!c->shared_handle) /* threads: let producers see -EPIPE */
-				shmq_queue_close(c->q);
-			return 21;
-		}
-		uint32_t prod = 0, seq = 0;
-		enum tmsg_err e;
-		if (single) { /* positional: lengths below TMSG_HDR allowed */
-			seq = (uint32_t)(last[0] + 1);
-			e = tmsg_check_exact(buf, (size_t)n, 0, seq,
-					     tmsg_len(0, seq, cfg->lo, cfg->hi));
-		} else {
-			e = tmsg_check(buf, (size_t)n, cfg->nprod, cfg->lo, cfg->hi, &prod, &seq);
-		}
-		atomic_fetch_add(&sh->received, 1);
-		if (e != TMSG_OK) {
-			atomic_store(&sh->torn_kind, e);
-			atomic_fetch_add(&sh->torn, 1);
-			continue;
-		}
-		if ((int64_t)seq <= last[prod])
-			atomic_fetch_add(&sh->order, 1);
-		last[prod] = seq;
-		if (seq >= sh->words * 64u) {
-			atomic_fetch_add(&sh->torn, 1);
-			continue;
-		}
-		uint64_t bit = 1ull << (seq % 64);
-		if (atomic_fetch_or(&sh->bits[prod * sh->words + seq / 64], bit) & bit)
-			atomic_fetch_add(&sh->dup, 1);
-	}
+	int r;
+	while ((r = mp_get_some(c, last, bufs, &drain)) >= 0)
+		;
 	free(last);
-	free(buf);
+	free(bufs);
+	if (r != -EPIPE) {
+		atomic_store(&sh->last_err, r);
+		atomic_fetch_add(&sh->errors, 1);
+		if (!c->shared_handle) /* threads: let producers see -EPIPE */
+			shmq_queue_close(c->q);
+		return 21;
+	}
 	if (c->shared_handle)
 		return 0;
 	return shmq_queue_close(c->q) == 0 ? 0 : 22;
@@ -671,7 +775,7 @@ static inline struct mp_shared *mp_shared_new(const struct mp_cfg *cfg, struct m
 {
 	struct mp_shared *sh = t_shared(mp_shared_size(cfg));
 	memset(rep, 0, sizeof(*rep));
-	if (!sh || cfg->nprod + cfg->ncons > 64) {
+	if (!sh || cfg->nprod + cfg->ncons > MP_MAX_KIDS) {
 		rep->created = -ENOMEM;
 		return NULL;
 	}
@@ -686,8 +790,8 @@ static inline void mp_run(shmq_queue *q, const struct mp_cfg *cfg, struct mp_rep
 {
 	struct mp_shared *sh = mp_shared_new(cfg, rep);
 	uint32_t n = cfg->nprod + cfg->ncons;
-	pid_t pids[64];
-	struct mp_child kids[64];
+	pid_t pids[MP_MAX_KIDS];
+	struct mp_child kids[MP_MAX_KIDS];
 
 	if (!sh)
 		return;
@@ -751,7 +855,10 @@ static inline void mp_collect(struct mp_shared *sh, const struct mp_cfg *cfg,
 	uint32_t words = sh->words;
 	for (uint32_t p = 0; p < cfg->nprod; p++) {
 		uint32_t expect = (int)p == cfg->kill_prod ? cfg->prod_kill_at : cfg->per_prod;
-		if (p < cfg->sigkill_prods) { /* a prefix, no holes */
+		bool batches = cfg->prod_api[p] == MP_BULK || cfg->prod_api[p] == MP_BURST;
+		if (p < cfg->sigkill_prods || ((int)p == cfg->kill_prod && batches)) {
+			/* A prefix, no holes: a batching producer's hook count is
+			 * not a message count, and it loses its whole batch. */
 			bool hole = false;
 			for (uint32_t s = 0; s < words * 64; s++) {
 				bool got = atomic_load(&sh->bits[p * words + s / 64]) >> (s % 64) & 1;

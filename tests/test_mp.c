@@ -125,6 +125,53 @@ Test(mp, p4c4_cell256_exactly_once_fifo_100k, .timeout = T_TIMEOUT(120))
 	run_and_check(q, &cfg);
 }
 
+/* Batch and zero-copy APIs across processes, alone and all mixed. */
+static void apis_and_check(uint32_t capacity, uint32_t cell_size, size_t hi,
+			   const uint8_t prod[4], const uint8_t cons[4])
+{
+	struct shmq_queue_attr a = t_attr(capacity, 2048);
+	a.cell_size = cell_size;
+	shmq_queue *q = mkq_attr(&a);
+	struct mp_cfg cfg = mp_cfg(4, 4, 100000);
+	cfg.hi = hi;
+	memcpy(cfg.prod_api, prod, 4);
+	memcpy(cfg.cons_api, cons, 4);
+	run_and_check(q, &cfg);
+}
+
+Test(api, p4c4_bulk_put_burst_get_100k, .timeout = T_TIMEOUT(120))
+{
+	const uint8_t p[4] = { MP_BULK, MP_BULK, MP_BULK, MP_BULK };
+	const uint8_t c[4] = { MP_BURST, MP_BURST, MP_BURST, MP_BURST };
+	apis_and_check(0, 0, 400, p, c);
+}
+
+Test(api, p4c4_burst_put_bulk_get_100k, .timeout = T_TIMEOUT(120))
+{
+	const uint8_t p[4] = { MP_BURST, MP_BURST, MP_BURST, MP_BURST };
+	const uint8_t c[4] = { MP_BULK, MP_BULK, MP_BULK, MP_BULK };
+	apis_and_check(0, 0, 400, p, c);
+}
+
+Test(api, p4c4_zero_copy_100k, .timeout = T_TIMEOUT(120))
+{
+	const uint8_t z[4] = { MP_ZEROCOPY, MP_ZEROCOPY, MP_ZEROCOPY, MP_ZEROCOPY };
+	apis_and_check(0, 256, 248, z, z); /* every message fits one cell */
+}
+
+Test(api, p4c4_all_apis_mixed_100k, .timeout = T_TIMEOUT(120))
+{
+	const uint8_t m[4] = { MP_COPY, MP_BULK, MP_BURST, MP_ZEROCOPY };
+	const uint8_t c[4] = { MP_ZEROCOPY, MP_BURST, MP_COPY, MP_BULK };
+	apis_and_check(0, 256, 248, m, c);
+}
+
+Test(api, p4c4_burst_small_ring, .timeout = T_TIMEOUT(120))
+{
+	const uint8_t b[4] = { MP_BURST, MP_BURST, MP_BURST, MP_BURST };
+	apis_and_check(64, 0, 300, b, b);
+}
+
 /* --------------------------------------------------------- fork inheritance -- */
 
 struct fork_sh {
