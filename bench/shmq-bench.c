@@ -1034,7 +1034,8 @@ int main(int argc, char **argv)
 	       "per repetition, rotating order); batch burst %u\n",
 	       opt.quick ? "quick" : "full", reps, opt.secs, opt.batch);
 	printf("shmq geometry: 64-byte cells below 1 KiB (ring 256 KiB); from 1 KiB, and for "
-	       "zero-copy, one message per cell (ring 1 MiB); at least 16 messages\n");
+	       "zero-copy, one message per cell (ring 1 MiB); 32 KiB cells for messages over "
+	       "one cell; at least 16 messages\n");
 	for (int i = 0; bench_missing[i].peer; i++)
 		printf("skipped: %s (%s not installed)\n", bench_missing[i].peer,
 		       bench_missing[i].package);
