@@ -366,9 +366,8 @@ Test(hook, consumer_sigkilled_holding_peeked_slot, .timeout = T_TIMEOUT(120))
 /* LIBRARY BUG (at b497ef9): head counts a burst as one message and the
  * claimant adds the other n-1 (head_extra) only after its claim; a consumer
  * that dies in between leaves shmq_qsize() too high by n-1 for good (seen:
- * "qsize 15 after the queue was drained", 14 or 6: the burst size - 1).
- * b497ef9 fixed the same for
- * producers (count added at publish). */
+ * "qsize 15 after the queue was drained", or 14, or 6: the burst size - 1).
+ * b497ef9 fixed the same for producers (count added at publish). */
 Test(hook, consumer_sigkilled_holding_a_burst, .timeout = T_TIMEOUT(120))
 {
 	die_with_api(MP_BURST, MP_BURST, true, MP_BATCH);
