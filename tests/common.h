@@ -73,15 +73,15 @@ const char *__lsan_default_suppressions(void)
 }
 #endif
 
-#if T_TSAN && defined(CRITERION_H_)
+#if T_TSAN
 /* Criterion cannot start under TSan as it is (Criterion issue #274: "Could
  * not initialize inheritable arena"): BoxFort maps its arena at a random
  * fixed address in 0x2000'0000'0000..0x6000'0000'0000 and gives up after 10
  * tries, and TSan reserves nearly all of that range. BoxFort draws the address
  * with rand_r(); this build supplies rand_r so the draws fall in the part of
  * TSan's application range that PIE load addresses (0x55..-0x56..) leave
- * free: 0x5660'0000'0000..0x5680'0000'0000. Nothing else in the tests uses
- * rand_r. */
+ * free: 0x5660'0000'0000..0x5680'0000'0000. Nothing else in the tests (or
+ * in tests/peer, which gets it too and does not use it) calls rand_r. */
 int rand_r(unsigned int *seed);
 int rand_r(unsigned int *seed)
 {
