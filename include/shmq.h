@@ -139,7 +139,9 @@ int shmq_put(shmq_queue *q, const void *buf, size_t len, int64_t timeout_ns);
 ssize_t shmq_get(shmq_queue *q, void *buf, size_t cap, int64_t timeout_ns);
 
 /* Snapshots: number of queued messages; 1/0 for empty and full (a full queue
- * has no room for a one-cell message). -EINVAL for NULL. */
+ * has no room for a one-cell message). Exact when no call is in flight.
+ * shmq_qsize is O(1), or O(queued messages) once the queue has taken back the
+ * cells of a process that died mid-call. -EINVAL for NULL. */
 ssize_t shmq_qsize(shmq_queue *q);
 int shmq_empty(shmq_queue *q);
 int shmq_full(shmq_queue *q);

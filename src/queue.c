@@ -472,7 +472,7 @@ int shmq_put_reserve(shmq_queue *q, size_t len, shmq_slot *slot, int64_t timeout
 
 int shmq_put_commit(shmq_queue *q, shmq_slot *slot)
 {
-	if (!q || !slot || !ring_span_held(&q->ring, slot_span(slot), true) ||
+	if (!q || !slot || !ring_span_held(&q->ring, slot_span(slot), q->tag, true) ||
 	    slot->len > q->ring.cell_size - CELL_HEAD || slot->len > q->ring.msg_max)
 		return -EINVAL;
 	ring_commit(&q->ring, slot_span(slot), slot->len);
@@ -497,7 +497,7 @@ int shmq_get_peek(shmq_queue *q, shmq_slot *slot, int64_t timeout_ns)
 
 int shmq_get_release(shmq_queue *q, shmq_slot *slot)
 {
-	if (!q || !slot || !ring_span_held(&q->ring, slot_span(slot), false))
+	if (!q || !slot || !ring_span_held(&q->ring, slot_span(slot), q->tag, false))
 		return -EINVAL;
 	ring_release(&q->ring, slot_span(slot));
 	ec_notify(&q->seg.hdr->ec_room);

@@ -459,10 +459,10 @@ void *ring_payload(const struct ring *r, const struct ring_span *sp)
 	return cell(r, sp->pos)->payload;
 }
 
-bool ring_span_held(const struct ring *r, const struct ring_span *sp, bool put)
+bool ring_span_held(const struct ring *r, const struct ring_span *sp, uint32_t tag, bool put)
 {
 	unsigned kind = put ? ST_BUSY : ST_READ;
-	return st_kind(sp->held) == kind && st_k(sp->held) == 1 &&
+	return st_kind(sp->held) == kind && st_k(sp->held) == 1 && st_tag(sp->held) == tag &&
 	       load_state(cell(r, sp->pos)) == sp->held;
 }
 
@@ -477,6 +477,7 @@ bool ring_recover(struct ring *r, struct seg *s, const struct ring_block *b)
 	if ((kind != ST_BUSY && kind != ST_READ) || !span_ok(r, k) || load_state(c) != st ||
 	    !part_tag_gone(s, st_tag(st)))
 		return false;
+	atomic_store(&r->hdr->recovered, 1);
 	if (kind == ST_BUSY) /* dead producer: publish its message as skipped */
 		return atomic_compare_exchange_strong(
 			&c->state, &st, st_make(ST_FULL, st_lap(st), k, 0) | ST_SKIP);
@@ -496,9 +497,29 @@ bool ring_recover(struct ring *r, struct seg *s, const struct ring_block *b)
 
 /* ------------------------------------------------------------- snapshots -- */
 
+/* Messages between head and tail, counted from the cells: exact whatever
+ * processes died, O(depth). A batch still being written counts as one, one
+ * being read as none. */
+static uint64_t count_cells(const struct ring *r)
+{
+	uint64_t pos_mask = (1ull << POS_BITS) - 1, n = 0;
+	uint64_t p = idx_pos(atomic_load_explicit(&r->hdr->head, memory_order_acquire));
+	uint64_t t = idx_pos(atomic_load_explicit(&r->hdr->tail, memory_order_acquire));
+	for (uint64_t steps = 0; steps <= r->mask && ((t - p) & pos_mask) - 1 <= r->mask; steps++) {
+		uint64_t s = load_state(cell(r, p));
+		if (st_lap(s) != lap_of(r, p) || st_kind(s) == ST_FREE || !span_ok(r, st_k(s)))
+			break;
+		n += st_kind(s) == ST_BUSY || (st_kind(s) == ST_FULL && !(s & ST_SKIP));
+		p += st_k(s);
+	}
+	return n;
+}
+
 uint64_t ring_count(const struct ring *r)
 {
 	const struct seg_hdr *hd = r->hdr;
+	if (atomic_load_explicit(&hd->recovered, memory_order_relaxed))
+		return count_cells(r);
 	uint64_t h = atomic_load_explicit(&hd->head, memory_order_acquire) +
 		     atomic_load_explicit(&hd->head_extra, memory_order_relaxed);
 	uint64_t t = atomic_load_explicit(&hd->tail, memory_order_acquire) +

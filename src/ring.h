@@ -66,8 +66,8 @@ int ring_try_peek(struct ring *r, uint32_t tag, struct ring_span *sp, size_t *le
 		  struct ring_block *b);
 void ring_release(struct ring *r, const struct ring_span *sp);
 void *ring_payload(const struct ring *r, const struct ring_span *sp);
-/* Is sp a reservation (put) or a peek (get) that this caller still holds? */
-bool ring_span_held(const struct ring *r, const struct ring_span *sp, bool put);
+/* Is sp a reservation (put) or a peek (get) that the owner of tag holds? */
+bool ring_span_held(const struct ring *r, const struct ring_span *sp, uint32_t tag, bool put);
 
 /* If the cell in *b is still held by an owner that is gone, take it back: a
  * dead producer's half-written message becomes a skipped one, a dead
@@ -75,7 +75,8 @@ bool ring_span_held(const struct ring *r, const struct ring_span *sp, bool put);
 struct seg;
 bool ring_recover(struct ring *r, struct seg *s, const struct ring_block *b);
 
-/* Snapshots. */
+/* Snapshots. ring_count is O(1) from the index counters until a dead owner's
+ * cells have been taken back, then counts from the cells (O(depth)). */
 uint64_t ring_count(const struct ring *r);
 bool ring_full(const struct ring *r);
 

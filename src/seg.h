@@ -69,6 +69,10 @@ struct seg_hdr {
 	_Atomic uint32_t ever;
 	/* CLOCK_MONOTONIC ns of the last liveness sweep (part_sweep). */
 	_Atomic int64_t swept;
+	/* Set once a dead owner's cells were taken back: a process may have died
+	 * between a batch claim and its count update, so the message counts
+	 * can be off and qsize counts cells instead (ring_count). */
+	_Atomic uint32_t recovered;
 	alignas(SEG_LINE) char end[];
 };
 
