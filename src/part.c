@@ -24,19 +24,29 @@ static _Atomic uint64_t self_id_cache;
 
 enum proc_state { PROC_GONE, PROC_LIVE, PROC_UNKNOWN };
 
+/* Read a small /proc file into buf (NUL-terminated). A missing or empty one
+ * means the process is gone; another failure (permissions) tells nothing. */
+static enum proc_state read_proc(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? PROC_GONE : PROC_UNKNOWN;
+	ssize_t n = read(fd, buf, size - 1);
+	close(fd);
+	if (n <= 0)
+		return n == 0 ? PROC_GONE : PROC_UNKNOWN;
+	buf[n] = 0;
+	return PROC_LIVE;
+}
+
 /* Read state and start time (clock ticks since boot) of a process. */
 static enum proc_state proc_stat(pid_t pid, uint64_t *start)
 {
 	char path[64], buf[1024];
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? PROC_GONE : PROC_UNKNOWN;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return n == 0 ? PROC_GONE : PROC_UNKNOWN;
-	buf[n] = 0;
+	enum proc_state st = read_proc(path, buf, sizeof(buf));
+	if (st != PROC_LIVE)
+		return st;
 	/* "pid (comm) S ppid ..." — comm may hold spaces and parens. */
 	char *p = strrchr(buf, ')');
 	if (!p || p[1] != ' ')
@@ -79,14 +89,9 @@ static enum proc_state fd_pos(pid_t pid, int32_t fdno, uint64_t *pos)
 {
 	char path[64], buf[256];
 	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", (int)pid, (int)fdno);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? PROC_GONE : PROC_UNKNOWN;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return PROC_UNKNOWN;
-	buf[n] = 0;
+	enum proc_state st = read_proc(path, buf, sizeof(buf));
+	if (st != PROC_LIVE)
+		return st;
 	char *p = strstr(buf, "pos:");
 	if (!p)
 		return PROC_UNKNOWN;

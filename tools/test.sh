@@ -27,13 +27,20 @@ run_suite() { # name, dir, meson options...
 	configure "$dir" "${werror[@]}" "$@"
 	ninja -C "$dir"
 	meson test -C "$dir" --print-errorlogs --num-processes 1
+	# Criterion's per-suite "Synthesis" lines, summed over this build.
+	awk -F'[|:]' -v b="$name" '/Synthesis: Tested/ { p += $5; f += $7 + $9 }
+		END { printf "%s: %d passed, %d failed\n", b, p, f }' \
+		"$dir/meson-logs/testlog.txt" | tee -a "$summary"
 }
+
+summary=$(mktemp)
+trap 'rm -f "$summary"' EXIT
 
 builds=("$@")
 [ ${#builds[@]} -gt 0 ] || builds=(release asan tsan)
 for b in "${builds[@]}"; do
 	case $b in
-	release) run_suite release build ;;
+	release) run_suite Release build ;;
 	asan) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		run_suite "ASan+UBSan" build-asan -Db_sanitize=address,undefined -Db_lundef=false \
 		-Dbuildtype=debugoptimized -Dbench=false ;;
@@ -43,4 +50,4 @@ for b in "${builds[@]}"; do
 	*) echo "unknown build: $b" >&2; exit 2 ;;
 	esac
 done
-echo "tools/test.sh: all suites passed (${builds[*]})"
+awk '{ p += $(NF-3); f += $(NF-1) } END { printf "total: %d passed, %d failed\n", p, f }' "$summary"
