@@ -801,7 +801,9 @@ static void write_plot(const char *png)
 			size_str(sizes[z], sz, sizeof(sz)), reps);
 		fprintf(gp, "set logscale y\nset ylabel 'messages/s'\nset xlabel 'producers x consumers'\n");
 		fprintf(gp, "unset logscale x\nset format y '%%.0s%%c'\n");
-		fprintf(gp, "plot for [i=2:%d] '%s' using 0:i:xtic(1) with linespoints lw 2 title columnheader(i)\n",
+		/* Colours repeat after 8: vary the dash pattern and the point too. */
+		fprintf(gp, "plot for [i=2:%d] '%s' using 0:i:xtic(1) with linespoints lw 2 lc i-1 "
+			    "dt 1+int((i-2)/8) pt i-1 title columnheader(i)\n",
 			ns + 1, dat);
 	}
 	/* One CDF panel per latency case, from the merged histograms. */
@@ -836,8 +838,9 @@ static void write_plot(const char *png)
 				fprintf(d, "%g %g\n", hist_bucket_hi(b) / 1e9, (double)acc / (double)sr->hist.n);
 			}
 			fclose(d);
-			fprintf(gp, "%s'%s' using 1:2 with steps lw 2 title '%s'", nplot++ ? ", " : "", dat,
-				sr->p->label);
+			fprintf(gp, "%s'%s' using 1:2 with steps lw 2 lc %d dt %d title '%s'",
+				nplot ? ", " : "", dat, nplot + 1, 1 + nplot / 8, sr->p->label);
+			nplot++;
 		}
 		if (!nplot)
 			fprintf(gp, "NaN notitle");
@@ -856,7 +859,7 @@ static void write_plot(const char *png)
 		rc = pclose(pf);
 	}
 	if (rc != 0)
-		fprintf(stderr, "shmq-bench: gnuplot failed (is gnuplot installed?); script kept in %s\n",
+		fprintf(stderr, "shmq-bench: gnuplot failed (installed? gnuplot-nox); script kept in %s\n",
 			dir);
 	else {
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
