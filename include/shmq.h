@@ -29,6 +29,31 @@
  *    concurrently with any other call on the same or another handle, from any
  *    thread or process, except shmq_queue_close(), which must not race with
  *    other calls on the same handle.
+ *
+ * Crashes, stalls and fairness:
+ *  - A process killed at any instruction loses at most what it held: a
+ *    producer's half-written message (or batch) is skipped, never delivered
+ *    torn or twice; a consumer's claimed message (or batch) is dropped. Its
+ *    cells are taken back, and its roles end, when a waiter notices the
+ *    death: waiters check the processes they wait for after spinning out and
+ *    then every 50 ms, so a consumer blocked on a queue whose producers all
+ *    died returns -EPIPE within about 0.1 s.
+ *  - A put with room left succeeds even if every consumer died unnoticed; the
+ *    put that has to wait notices and returns -EPIPE.
+ *  - A producer that is alive but stopped (SIGSTOP, a debugger) between
+ *    claiming and publishing holds up consumers behind its message, since
+ *    messages leave in ring order; they resume when it does. This is the one
+ *    stall, by design: a live process may still publish.
+ *  - fork(): the child holds every handle with the parent's roles, from the
+ *    moment fork() returns (drop what it does not use with
+ *    shmq_queue_shutdown() or shmq_queue_close()); exit and exec end a
+ *    process's roles. posix_spawn/vfork children hold none.
+ *  - Messages of one producer leave in the order it put them. Consumers are
+ *    not served fairly: a spinning consumer may take most messages while a
+ *    parked one waits.
+ *  - Waiters spin (yielding the core between polls) before they park on a
+ *    futex; the spin adapts per handle, long while hand-offs are caught by it,
+ *    none while they are not.
  */
 #ifndef SHMQ_H
 #define SHMQ_H
