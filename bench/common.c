@@ -160,3 +160,20 @@ void bench_pin(int cpu)
 	CPU_SET(cpu, &set);
 	sched_setaffinity(0, sizeof(set), &set);
 }
+
+int bench_ping_rounds(struct bench_worker *w, void *ctx,
+		      int (*round)(void *ctx, void *buf, size_t size))
+{
+	char *buf = bench_buf(w->c->size);
+	bench_ready(w);
+	int64_t t0 = bench_now();
+	uint64_t i = 0;
+	int rc = 0;
+	for (; bench_pp_more(w, i); i++) {
+		bench_fill(w, buf);
+		if ((rc = round(ctx, buf, w->c->size)) < 0)
+			break;
+	}
+	bench_pp_record(w, i, bench_now() - t0);
+	return rc;
+}

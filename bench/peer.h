@@ -267,6 +267,14 @@ static inline void bench_pp_record(struct bench_worker *w, uint64_t rounds, int6
 	w->sh->pp_ns = ns;
 }
 
+/* The ping side of every ping-pong: after the start barrier, round trips of
+ * c->size bytes until the harness stops it, timed the same way for every
+ * system and recorded with bench_pp_record. round(ctx, buf, size) sends buf
+ * and waits for the echo into buf: 0, or -errno to stop. Returns 0 or the
+ * first error; the caller then tells the pong side to end. */
+int bench_ping_rounds(struct bench_worker *w, void *ctx,
+		      int (*round)(void *ctx, void *buf, size_t size));
+
 /* Ping loop helper: true while the initiator should do another round. */
 static inline bool bench_pp_more(struct bench_worker *w, uint64_t i)
 {

@@ -161,24 +161,20 @@ static int pp_setup(const struct bench_case *c, void **ctx)
 	return rc;
 }
 
+static int round_trip(void *ctx, void *buf, size_t size)
+{
+	struct mqx *x = ctx;
+	int rc = send1(x->a, buf, size);
+	if (rc < 0)
+		return rc;
+	return recv1(x->b, buf, size) == (ssize_t)size ? 0 : -EIO;
+}
+
 static int ping(void *ctx, struct bench_worker *w)
 {
 	struct mqx *x = ctx;
-	size_t size = w->c->size;
-	char *buf = bench_buf(size);
-	bench_ready(w);
-	int64_t t0 = bench_now();
-	uint64_t i = 0;
-	int rc = 0;
-	for (; bench_pp_more(w, i); i++) {
-		bench_fill(w, buf);
-		if ((rc = send1(x->a, buf, size)) < 0 || recv1(x->b, buf, size) != (ssize_t)size) {
-			rc = rc < 0 ? rc : -EIO;
-			break;
-		}
-	}
-	bench_pp_record(w, i, bench_now() - t0);
-	send1(x->a, buf, 0);
+	int rc = bench_ping_rounds(w, x, round_trip);
+	send1(x->a, "", 0); /* the end */
 	return rc;
 }
 

@@ -157,21 +157,21 @@ static int pp_setup(const struct bench_case *c, void **ctx)
 	return rc;
 }
 
+static int round_trip(void *ctx, void *buf, size_t size)
+{
+	struct mc *x = ctx;
+	(void)size; /* the queue's slots are c->size bytes */
+	mcq_put(x->a, buf);
+	mcq_get(x->b, buf);
+	return 0;
+}
+
 static int ping(void *ctx, struct bench_worker *w)
 {
 	struct mc *x = ctx;
-	char *buf = bench_buf(w->c->size);
-	bench_ready(w);
-	int64_t t0 = bench_now();
-	uint64_t i = 0;
-	for (; bench_pp_more(w, i); i++) {
-		bench_fill(w, buf);
-		mcq_put(x->a, buf);
-		mcq_get(x->b, buf);
-	}
-	bench_pp_record(w, i, bench_now() - t0);
+	int rc = bench_ping_rounds(w, x, round_trip);
 	mcq_producer_gone(x->a);
-	return 0;
+	return rc;
 }
 
 static int pong(void *ctx, struct bench_worker *w)

@@ -126,25 +126,21 @@ static int pp_setup(const struct bench_case *c, void **ctx)
 	return rc;
 }
 
+static int round_trip(void *ctx, void *buf, size_t size)
+{
+	struct pp *x = ctx;
+	if (bench_write_full(x->a[1], buf, size) < 0 ||
+	    bench_read_full(x->b[0], buf, size) != (ssize_t)size)
+		return -EIO;
+	return 0;
+}
+
 static int ping(void *ctx, struct bench_worker *w)
 {
 	struct pp *x = ctx;
-	size_t size = w->c->size;
-	char *buf = bench_buf(size);
 	close(x->a[0]);
 	close(x->b[1]);
-	bench_ready(w);
-	int64_t t0 = bench_now();
-	uint64_t i = 0;
-	int rc = 0;
-	for (; bench_pp_more(w, i); i++) {
-		bench_fill(w, buf);
-		if (bench_write_full(x->a[1], buf, size) < 0 || bench_read_full(x->b[0], buf, size) != (ssize_t)size) {
-			rc = -EIO;
-			break;
-		}
-	}
-	bench_pp_record(w, i, bench_now() - t0);
+	int rc = bench_ping_rounds(w, x, round_trip);
 	close(x->a[1]);
 	close(x->b[0]);
 	return rc;

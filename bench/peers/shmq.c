@@ -268,27 +268,22 @@ static ssize_t get1(struct sq *x, shmq_queue *q, void *buf, size_t cap)
 	return rc;
 }
 
+static int round_trip(void *ctx, void *buf, size_t size)
+{
+	struct sq *x = ctx;
+	int rc = put1(x, x->q, buf, size);
+	if (rc < 0)
+		return rc;
+	ssize_t r = get1(x, x->q2, buf, size);
+	return r < 0 ? (int)r : 0;
+}
+
 static int ping(void *ctx, struct bench_worker *w)
 {
 	struct sq *x = ctx;
-	char *buf = bench_buf(w->c->size);
 	shmq_queue_shutdown(x->q, SHMQ_RD);
 	shmq_queue_shutdown(x->q2, SHMQ_WR);
-	bench_ready(w);
-	int64_t t0 = bench_now();
-	uint64_t i = 0;
-	int rc = 0;
-	for (; bench_pp_more(w, i); i++) {
-		bench_fill(w, buf);
-		if ((rc = put1(x, x->q, buf, w->c->size)) < 0)
-			break;
-		ssize_t r = get1(x, x->q2, buf, w->c->size);
-		if (r < 0) {
-			rc = (int)r;
-			break;
-		}
-	}
-	bench_pp_record(w, i, bench_now() - t0);
+	int rc = bench_ping_rounds(w, x, round_trip);
 	shmq_queue_close(x->q); /* pong sees -EPIPE */
 	shmq_queue_close(x->q2);
 	return rc;

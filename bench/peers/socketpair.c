@@ -92,25 +92,20 @@ static int consumer(void *ctx, struct bench_worker *w)
 }
 
 /* Ping-pong over the one duplex pair. */
+static int round_trip(void *ctx, void *buf, size_t size)
+{
+	struct sp *x = ctx;
+	if (send(x->sv[0], buf, size, 0) != (ssize_t)size ||
+	    recv(x->sv[0], buf, size, 0) != (ssize_t)size)
+		return -EIO;
+	return 0;
+}
+
 static int ping(void *ctx, struct bench_worker *w)
 {
 	struct sp *x = ctx;
-	size_t size = w->c->size;
-	char *buf = bench_buf(size);
 	close(x->sv[1]);
-	bench_ready(w);
-	int64_t t0 = bench_now();
-	uint64_t i = 0;
-	int rc = 0;
-	for (; bench_pp_more(w, i); i++) {
-		bench_fill(w, buf);
-		if (send(x->sv[0], buf, size, 0) != (ssize_t)size ||
-		    recv(x->sv[0], buf, size, 0) != (ssize_t)size) {
-			rc = -EIO;
-			break;
-		}
-	}
-	bench_pp_record(w, i, bench_now() - t0);
+	int rc = bench_ping_rounds(w, x, round_trip);
 	close(x->sv[0]);
 	return rc;
 }

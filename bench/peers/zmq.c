@@ -121,30 +121,24 @@ static int consumer(void *ctx, struct bench_worker *w)
 
 /* ------------------------------------------------------------ ping-pong -- */
 
+static int round_trip(void *sock, void *buf, size_t size)
+{
+	if (zmq_send(sock, buf, size, 0) < 0 || zmq_recv(sock, buf, size, 0) < 0)
+		return -errno;
+	return 0;
+}
+
 static int ping(void *ctx, struct bench_worker *w)
 {
 	struct zx *x = ctx;
-	size_t size = w->c->size;
-	char *buf = bench_buf(size);
 	void *zc = zmq_ctx_new();
 	void *s = zmq_socket(zc, ZMQ_PAIR);
 	while (atomic_load(&w->sh->aux) < 1)
 		usleep(500);
 	if (zmq_connect(s, x->ep[0]) < 0)
 		return -errno;
-	bench_ready(w);
-	int64_t t0 = bench_now();
-	uint64_t i = 0;
-	int rc = 0;
-	for (; bench_pp_more(w, i); i++) {
-		bench_fill(w, buf);
-		if (zmq_send(s, buf, size, 0) < 0 || zmq_recv(s, buf, size, 0) < 0) {
-			rc = -errno;
-			break;
-		}
-	}
-	bench_pp_record(w, i, bench_now() - t0);
-	zmq_send(s, buf, 0, 0);
+	int rc = bench_ping_rounds(w, s, round_trip);
+	zmq_send(s, "", 0, 0); /* the end */
 	zmq_close(s);
 	zmq_ctx_term(zc);
 	return rc;
