@@ -976,4 +976,21 @@ static inline void mp_run_threads(shmq_queue *q, const struct mp_cfg *cfg, bool 
 			     (unsigned long long)(rep).unexpected);                      \
 	} while (0)
 
+/* Run cfg on q and assert exactly-once, whole, per-producer FIFO delivery of
+ * every message; closes q (use in the parent; needs Criterion). */
+#define MP_RUN_AND_CHECK(q, cfg)                                                          \
+	do {                                                                              \
+		shmq_queue *q_ = (q); /* evaluated once: it may be a creating call */    \
+		struct mp_report rep_;                                                    \
+		mp_run(q_, (cfg), &rep_);                                                 \
+		cr_assert_eq(rep_.created, 0);                                            \
+		MP_ASSERT_CLEAN(rep_);                                                    \
+		cr_assert_eq(rep_.missing, 0, "%llu messages lost, first: producer %llu seq %llu", \
+			     (unsigned long long)rep_.missing,                            \
+			     (unsigned long long)rep_.missing_first_prod,                 \
+			     (unsigned long long)rep_.missing_first_seq);                 \
+		cr_assert_eq(rep_.received, (uint64_t)(cfg)->nprod * (cfg)->per_prod);    \
+		shmq_queue_close(q_);                                                     \
+	} while (0)
+
 #endif

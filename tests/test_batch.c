@@ -170,170 +170,31 @@ Test(zerocopy, reserve_commit_peek_release)
 
 /* ------------------------------------------------ across real processes -- */
 
-enum mode { MODE_BURST, MODE_BULK, MODE_ZEROCOPY };
-
-struct xrun {
-	shmq_queue *q;
-	enum mode mode;
-	uint32_t nprod, per_prod;
-	size_t lo, hi;
-	_Atomic uint32_t ready, go;
-	_Atomic uint64_t got, dup, order, torn, errors;
-	_Atomic int64_t last_err;
-	_Atomic uint64_t bits[]; /* one bit per (producer, seq) */
-};
-
-struct xarg {
-	struct xrun *x;
-	uint32_t id;
-};
-
-static int x_fail(struct xrun *x, int64_t err)
+/* The shapes test_mp.c does not run, through the shared runner (common.h). */
+static void run_processes(enum mp_api api, uint32_t nprod, uint32_t ncons, uint32_t capacity,
+			  uint32_t cell_size, size_t hi)
 {
-	atomic_store(&x->last_err, err);
-	atomic_fetch_add(&x->errors, 1);
-	return 1;
-}
-
-static int x_producer(void *arg)
-{
-	struct xarg *a = arg;
-	struct xrun *x = a->x;
-	static unsigned char bufs[BURST][TMSG_MAX];
-	struct iovec v[BURST];
-	shmq_queue_shutdown(x->q, SHMQ_RD);
-	t_post(&x->ready);
-	t_await(&x->go, 1, -1);
-	unsigned seed = a->id * 7919u + 1;
-	for (uint32_t seq = 0; seq < x->per_prod;) {
-		if (x->mode == MODE_ZEROCOPY) {
-			shmq_slot s;
-			size_t len = tmsg_len(a->id, seq, x->lo, x->hi);
-			int r = shmq_put_reserve(x->q, len, &s, -1);
-			if (r < 0)
-				return x_fail(x, r);
-			tmsg_fill(s.data, a->id, seq, len);
-			if ((r = shmq_put_commit(x->q, &s)) < 0)
-				return x_fail(x, r);
-			seq++;
-			continue;
-		}
-		unsigned n = 1 + (unsigned)rand_r(&seed) % BURST;
-		if (n > x->per_prod - seq)
-			n = x->per_prod - seq;
-		fill_batch(bufs, v, n, a->id, seq, x->lo, x->hi);
-		int r = x->mode == MODE_BULK ? shmq_put_bulk(x->q, v, n, -1)
-					     : shmq_put_burst(x->q, v, n, -1);
-		if (r <= 0 || (x->mode == MODE_BULK && (unsigned)r != n))
-			return x_fail(x, r);
-		seq += (uint32_t)r;
-	}
-	return shmq_queue_close(x->q) == 0 ? 0 : 2;
-}
-
-static void x_record(struct xrun *x, int64_t *last, const void *m, size_t len)
-{
-	uint32_t prod, seq;
-	atomic_fetch_add(&x->got, 1);
-	if (tmsg_check(m, len, x->nprod, x->lo, x->hi, &prod, &seq) != TMSG_OK ||
-	    seq >= x->per_prod) {
-		atomic_fetch_add(&x->torn, 1);
-		return;
-	}
-	if ((int64_t)seq <= last[prod])
-		atomic_fetch_add(&x->order, 1);
-	last[prod] = seq;
-	uint64_t bit = 1ull << (seq % 64);
-	uint64_t words = (x->per_prod + 63) / 64;
-	if (atomic_fetch_or(&x->bits[prod * words + seq / 64], bit) & bit)
-		atomic_fetch_add(&x->dup, 1);
-}
-
-static int x_consumer(void *arg)
-{
-	struct xarg *a = arg;
-	struct xrun *x = a->x;
-	static unsigned char bufs[BURST][TMSG_MAX];
-	struct iovec v[BURST];
-	int64_t last[64];
-	for (int i = 0; i < 64; i++)
-		last[i] = -1;
-	shmq_queue_shutdown(x->q, SHMQ_WR);
-	t_post(&x->ready);
-	t_await(&x->go, 1, -1);
-	for (;;) {
-		if (x->mode == MODE_ZEROCOPY) {
-			shmq_slot s;
-			int r = shmq_get_peek(x->q, &s, -1);
-			if (r == -EPIPE)
-				break;
-			if (r < 0)
-				return x_fail(x, r);
-			x_record(x, last, s.data, s.len);
-			if ((r = shmq_get_release(x->q, &s)) < 0)
-				return x_fail(x, r);
-			continue;
-		}
-		buffers(bufs, v, BURST, TMSG_MAX);
-		int n = shmq_get_burst(x->q, v, BURST, -1);
-		if (n == -EPIPE)
-			break;
-		if (n <= 0)
-			return x_fail(x, n);
-		for (int i = 0; i < n; i++)
-			x_record(x, last, v[i].iov_base, v[i].iov_len);
-	}
-	return shmq_queue_close(x->q) == 0 ? 0 : 2;
-}
-
-static void run_processes(enum mode mode, uint32_t nprod, uint32_t ncons, uint32_t total,
-			  uint32_t capacity, uint32_t cell_size, size_t hi)
-{
-	uint32_t per = total / nprod, words = (per + 63) / 64;
-	struct xrun *x = t_shared(sizeof(*x) + (size_t)nprod * words * sizeof(uint64_t));
-	cr_assert_not_null(x);
-	*x = (struct xrun){ .q = mkq(capacity, cell_size), .mode = mode, .nprod = nprod,
-			    .per_prod = per, .lo = TMSG_HDR, .hi = hi };
-	struct xarg args[16];
-	pid_t pids[16];
-	uint32_t n = nprod + ncons;
-	for (uint32_t i = 0; i < n; i++) {
-		args[i] = (struct xarg){ .x = x, .id = i < nprod ? i : i - nprod };
-		pids[i] = t_fork(i < nprod ? x_producer : x_consumer, &args[i]);
-	}
-	cr_assert_eq(t_await(&x->ready, n, LIVE), 0);
-	shmq_queue_close(x->q); /* the children hold the only roles now */
-	t_set(&x->go, 1);
-	for (uint32_t i = 0; i < n; i++) {
-		int st = 0;
-		int r = t_wait(pids[i], &st, 60 * T_SEC * T_SCALE);
-		if (r < 0)
-			t_kill_reap(pids[i]);
-		cr_assert_eq(r, 0, "child %u hung", i);
-		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %u: status %d, last error %lld",
-			  i, st, (long long)x->last_err);
-	}
-	cr_assert_eq(x->errors, 0);
-	cr_assert_eq(x->torn, 0, "torn or corrupted messages");
-	cr_assert_eq(x->dup, 0, "duplicates");
-	cr_assert_eq(x->order, 0, "per-producer FIFO broken");
-	cr_assert_eq(x->got, (uint64_t)per * nprod, "got %llu of %llu", (unsigned long long)x->got,
-		     (unsigned long long)per * nprod);
+	shmq_queue *q = mkq(capacity, cell_size);
+	struct mp_cfg cfg = mp_cfg(nprod, ncons, 100000);
+	cfg.hi = hi;
+	memset(cfg.prod_api, api, sizeof(cfg.prod_api));
+	memset(cfg.cons_api, api, sizeof(cfg.cons_api));
+	MP_RUN_AND_CHECK(q, &cfg);
 }
 
 Test(xproc, burst_4p2c_exactly_once_fifo, .timeout = T_TIMEOUT(120))
 {
-	run_processes(MODE_BURST, 4, 2, 100000, 0, 0, 300);
+	run_processes(MP_BURST, 4, 2, 0, 0, 300);
 }
 
 Test(xproc, bulk_2p2c_small_ring_exactly_once_fifo, .timeout = T_TIMEOUT(120))
 {
-	run_processes(MODE_BULK, 2, 2, 100000, 256, 0, 200); /* bulks wrap the ring */
+	run_processes(MP_BULK, 2, 2, 256, 0, 200); /* bulks wrap the ring */
 }
 
 Test(xproc, zerocopy_2p2c_exactly_once_fifo, .timeout = T_TIMEOUT(120))
 {
-	run_processes(MODE_ZEROCOPY, 2, 2, 100000, 0, 256, 248);
+	run_processes(MP_ZEROCOPY, 2, 2, 0, 256, 248);
 }
 
 /* ------------------------------------------------------------ crash safety -- */

@@ -19,19 +19,6 @@ static shmq_queue *mkq_attr(const struct shmq_queue_attr *a)
 	return q;
 }
 
-static void run_and_check(shmq_queue *q, const struct mp_cfg *cfg)
-{
-	struct mp_report rep;
-	mp_run(q, cfg, &rep);
-	cr_assert_eq(rep.created, 0);
-	MP_ASSERT_CLEAN(rep);
-	cr_assert_eq(rep.missing, 0, "%llu messages lost, first: producer %llu seq %llu",
-		     (unsigned long long)rep.missing, (unsigned long long)rep.missing_first_prod,
-		     (unsigned long long)rep.missing_first_seq);
-	cr_assert_eq(rep.received, (uint64_t)cfg->nprod * cfg->per_prod);
-	shmq_queue_close(q);
-}
-
 /* One producer, one consumer: lengths from 1 byte (checked by position, the
  * stream being totally ordered) to 400 (up to 8 cells). */
 Test(mp, p1c1_exactly_once_fifo_100k, .timeout = T_TIMEOUT(120))
@@ -39,21 +26,21 @@ Test(mp, p1c1_exactly_once_fifo_100k, .timeout = T_TIMEOUT(120))
 	struct shmq_queue_attr a = t_attr(0, 0);
 	struct mp_cfg cfg = mp_cfg(1, 1, 100000);
 	cfg.lo = 1;
-	run_and_check(mkq_attr(&a), &cfg);
+	MP_RUN_AND_CHECK(mkq_attr(&a), &cfg);
 }
 
 Test(mp, p4c4_exactly_once_fifo_100k, .timeout = T_TIMEOUT(120))
 {
 	struct shmq_queue_attr a = t_attr(0, 0);
 	struct mp_cfg cfg = mp_cfg(4, 4, 100000);
-	run_and_check(mkq_attr(&a), &cfg);
+	MP_RUN_AND_CHECK(mkq_attr(&a), &cfg);
 }
 
 Test(mp, p8c2_exactly_once_fifo_100k, .timeout = T_TIMEOUT(120))
 {
 	struct shmq_queue_attr a = t_attr(0, 0);
 	struct mp_cfg cfg = mp_cfg(8, 2, 100000);
-	run_and_check(mkq_attr(&a), &cfg);
+	MP_RUN_AND_CHECK(mkq_attr(&a), &cfg);
 }
 
 /* A small ring (64 cells, messages up to 9 cells): producers and consumers
@@ -65,7 +52,7 @@ Test(mp, p3c3_small_ring_wraps, .timeout = T_TIMEOUT(120))
 	cfg.hi = 500;
 	shmq_queue *q = mkq_attr(&a);
 	cr_assert_eq(shmq_capacity(q), 64);
-	run_and_check(q, &cfg);
+	MP_RUN_AND_CHECK(q, &cfg);
 }
 
 /* Threads of one process: each with its own handle, or all producers on one
@@ -122,7 +109,7 @@ Test(mp, p4c4_cell256_exactly_once_fifo_100k, .timeout = T_TIMEOUT(120))
 	}
 	struct mp_cfg cfg = mp_cfg(4, 4, 100000);
 	cfg.hi = 1200; /* up to 5 cells of 256 */
-	run_and_check(q, &cfg);
+	MP_RUN_AND_CHECK(q, &cfg);
 }
 
 /* Batch and zero-copy APIs across processes, alone and all mixed. */
@@ -136,7 +123,7 @@ static void apis_and_check(uint32_t capacity, uint32_t cell_size, size_t hi,
 	cfg.hi = hi;
 	memcpy(cfg.prod_api, prod, 4);
 	memcpy(cfg.cons_api, cons, 4);
-	run_and_check(q, &cfg);
+	MP_RUN_AND_CHECK(q, &cfg);
 }
 
 Test(api, p4c4_bulk_put_burst_get_100k, .timeout = T_TIMEOUT(120))
