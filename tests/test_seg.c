@@ -348,6 +348,19 @@ static struct seg_hdr *map_hdr(const char *name, int *fdp)
 	return h;
 }
 
+/* The whole named segment, mapped read-write as a hostile peer would: returns
+ * the mapping, with its size, the offset of the ring cells and the fd. */
+static unsigned char *map_all(const char *name, size_t *size, size_t *cells_off, int *fdp)
+{
+	struct seg_hdr *h = map_hdr(name, fdp);
+	*size = h->geom.size;
+	*cells_off = h->geom.cells_off;
+	munmap(h, sizeof(*h));
+	unsigned char *seg = mmap(NULL, *size, PROT_READ | PROT_WRITE, MAP_SHARED, *fdp, 0);
+	cr_assert_neq(seg, MAP_FAILED);
+	return seg;
+}
+
 static void tamper_and_expect_eproto(const struct tamper *list, size_t count)
 {
 	const char *name = t_name("tamper");
@@ -454,11 +467,8 @@ Test(hostile, garbage_ring_cells_no_crash_no_hang, .timeout = T_TIMEOUT(30))
 	struct shmq_queue_attr a = t_attr(64, 1024);
 	shmq_queue *q = create_named(name, &a);
 	int fd;
-	struct seg_hdr *h = map_hdr(name, &fd);
-	size_t size = h->geom.size, off = h->geom.cells_off;
-	munmap(h, sizeof(*h));
-	unsigned char *seg = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	cr_assert_neq(seg, MAP_FAILED);
+	size_t size, off;
+	unsigned char *seg = map_all(name, &size, &off, &fd);
 	unsigned char buf[2048];
 
 	for (uint64_t round = 0; round < 50; round++) {
@@ -501,11 +511,8 @@ Test(hostile, corrupted_length_dropped_eproto)
 	cr_assert_eq(t_put_msg(q, 0, 0, 7, 0), 0);
 	cr_assert_eq(t_put_msg(q, 0, 1, 90, 0), 0);
 	int fd;
-	struct seg_hdr *h = map_hdr(name, &fd);
-	size_t size = h->geom.size, off = h->geom.cells_off;
-	munmap(h, sizeof(*h));
-	unsigned char *seg = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	cr_assert_neq(seg, MAP_FAILED);
+	size_t size, off;
+	unsigned char *seg = map_all(name, &size, &off, &fd);
 	_Atomic uint64_t *state = (_Atomic uint64_t *)(seg + off);
 	uint64_t st = atomic_load(state);
 	cr_assert(st_bits(st, 0, 2) == 2 && st_bits(st, 3, 20) == 1 && st_bits(st, 23, 16) == 7,
