@@ -88,7 +88,7 @@ struct shmq_queue_attr {
 
 enum { SHMQ_RD = 1, SHMQ_WR = 2, SHMQ_RDWR = 3 }; /* roles, like O_RDONLY/O_WRONLY */
 enum {
-	SHMQ_JOINABLE = 1, /* shmq_queue_attr.flags: reserved for JoinableQueue */
+	SHMQ_JOINABLE = 1, /* shmq_queue_attr.flags: a JoinableQueue (task_done, join) */
 	SHMQ_NOROLES = 2,  /* the creator holds no role: the queue waits for its
 			      first producer and consumer (what `shmq create` does) */
 };
@@ -170,6 +170,51 @@ ssize_t shmq_get(shmq_queue *q, void *buf, size_t cap, int64_t timeout_ns);
 ssize_t shmq_qsize(shmq_queue *q);
 int shmq_empty(shmq_queue *q);
 int shmq_full(shmq_queue *q);
+
+/* ------------------------------------------------------- JoinableQueue ---- */
+/* A queue created with SHMQ_JOINABLE counts, per handle, the messages it got
+ * (shmq_get, batches, peeks) and has not yet marked done.
+ *
+ * Dead consumers: messages got through a handle that is closed, or whose
+ * process dies, before shmq_task_done count as lost: join does not wait for
+ * them. Once everything else is done, shmq_join returns -EOWNERDEAD (instead
+ * of 0) if messages were lost since this handle last returned -EOWNERDEAD or
+ * was opened, so each handle hears of every loss once; a consumer killed
+ * inside a get may count one batch as lost that it had not yet taken. A
+ * death is noticed within about 0.1 s by a waiting joiner. */
+
+/* Mark one message got through this handle as done.
+ * Returns 0; -EINVAL (not a JoinableQueue, or called more times than this
+ * handle got messages: nothing changes). */
+int shmq_task_done(shmq_queue *q);
+
+/* Wait until every message put has been got and marked done (or lost); at
+ * once if that already holds. A put that races with join may or may not be
+ * waited for. Returns 0; -EOWNERDEAD (all done, but some were lost, see
+ * above); -EPIPE (messages are queued and every consumer that attached is
+ * gone); -EAGAIN (timeout 0), -ETIMEDOUT; -EINVAL (not a JoinableQueue). */
+int shmq_join(shmq_queue *q, int64_t timeout_ns);
+
+/* ----------------------------------------------------------- Inspection ---- */
+#define SHMQ_STAT_COUNT_MOD (1u << 24) /* puts and gets wrap at this */
+struct shmq_stat {
+	uint64_t size;       /* segment bytes */
+	uint32_t capacity;   /* ring cells */
+	uint32_t cell_size;  /* bytes per cell */
+	uint32_t msg_max;    /* largest message */
+	uint32_t flags;      /* SHMQ_JOINABLE */
+	uint32_t producers;  /* live handles holding SHMQ_WR */
+	uint32_t consumers;  /* live handles holding SHMQ_RD */
+	uint64_t depth;      /* queued messages (shmq_qsize) */
+	uint32_t puts;       /* messages put since creation, mod SHMQ_STAT_COUNT_MOD */
+	uint32_t gets;       /* messages got since creation, mod SHMQ_STAT_COUNT_MOD */
+	uint64_t held;       /* JoinableQueue: got, not yet done, by live handles */
+	uint64_t lost;       /* JoinableQueue: got by handles that closed or died */
+};
+/* Snapshot of a queue for tools (`shmq stat`). Checks the liveness of every
+ * participant first (a few syscalls each), so the counts exclude the dead.
+ * Returns 0; -EINVAL. */
+int shmq_queue_stat(shmq_queue *q, struct shmq_stat *st);
 
 /* ------------------------------------------------------------- Batches ---- */
 /* Put or get up to n messages with one reservation of the ring and at most

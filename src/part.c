@@ -144,6 +144,17 @@ static void membership_changed(struct seg *s)
 	atomic_fetch_add_explicit(&s->hdr->epoch, 1, memory_order_seq_cst);
 	ec_notify(&s->hdr->ec_data);
 	ec_notify(&s->hdr->ec_room);
+	ec_notify(&s->hdr->ec_done); /* a departed consumer's items are now lost */
+}
+
+/* The slot's previous owner is gone; what it held it will never mark done. */
+static void count_lost(struct seg *s, struct seg_part *p)
+{
+	uint32_t held = atomic_load(&p->held);
+	if (held) {
+		atomic_store(&p->held, 0);
+		atomic_fetch_add(&s->hdr->lost, held);
+	}
 }
 
 int part_claim(struct seg *s, int roles, bool for_child)
@@ -157,6 +168,7 @@ int part_claim(struct seg *s, int roles, bool for_child)
 			    !atomic_compare_exchange_strong(&p->id, &free_id, id))
 				continue;
 			atomic_fetch_add(&p->gen, 1);
+			count_lost(s, p);
 			atomic_store(&p->fdno, s->fd);
 			atomic_store(&p->token, s->token);
 			atomic_store(&p->forking, for_child ? monotonic_s() + 1 : 0);
@@ -211,6 +223,22 @@ struct part_counts part_count(struct seg *s)
 		c.producers += !!(id & ((uint64_t)2 << ROLES_SHIFT));
 	}
 	return c;
+}
+
+uint64_t part_held(struct seg *s, uint64_t *lost)
+{
+	uint64_t held = 0;
+	*lost = atomic_load(&s->hdr->lost);
+	for (uint32_t i = 0; i < s->geom.nparts; i++) {
+		struct seg_part *p = &s->parts[i];
+		uint64_t id = atomic_load(&p->id);
+		uint32_t h = atomic_load(&p->held);
+		if (id)
+			held += h;
+		else
+			*lost += h;
+	}
+	return held;
 }
 
 int part_reap_dead(struct seg *s, int roles)

@@ -34,6 +34,11 @@ void part_release(struct seg *s, int slot);
 uint32_t part_tag(struct seg *s, int slot);
 /* Count roles over the table (no liveness checks: cheap). */
 struct part_counts part_count(struct seg *s);
+/* JoinableQueue: messages got and not yet marked done by live handles; *lost
+ * gets those of handles that closed or died (they will never be done). A
+ * departed owner's count moves from its free slot to the header's `lost` when
+ * the slot is claimed again; in between it is counted here as lost. */
+uint64_t part_held(struct seg *s, uint64_t *lost);
 /* Check the liveness of every slot holding any of roles (0: every slot) and
  * reap the dead (their roles end). Returns how many were reaped. Costs a few
  * syscalls per participant checked. */

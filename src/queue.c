@@ -46,6 +46,8 @@ struct shmq_queue {
 	_Atomic int64_t last_check;
 	_Atomic int32_t spin_ns[2]; /* learned spin budget: [0] put, [1] get */
 	_Atomic uint32_t waits;     /* waits that needed a spin or a park */
+	bool joinable;
+	_Atomic uint64_t lost_seen; /* JoinableQueue: losses already reported */
 	struct shmq_queue *prev, *next; /* every handle of this process, for fork */
 };
 
@@ -118,6 +120,10 @@ static int handle_attach(struct shmq_queue *q, int roles)
 		return q->slot;
 	}
 	q->tag = part_tag(&q->seg, q->slot);
+	q->joinable = q->seg.geom.flags & SHMQ_JOINABLE;
+	uint64_t lost;
+	part_held(&q->seg, &lost);
+	atomic_store(&q->lost_seen, lost); /* report only losses from now on */
 	atomic_store(&q->roles, roles);
 	q->next = handles;
 	if (handles)
@@ -273,6 +279,23 @@ static bool op_produces(const struct op *op)
 	return op->kind == OP_PUT || op->kind == OP_RESERVE;
 }
 
+/* JoinableQueue: a consumer counts what it takes as held before it claims, so
+ * a joiner that sees the ring drained also sees the count (ring_drained). */
+static int try_get(struct shmq_queue *q, const struct op *op, struct ring_block *b)
+{
+	struct ring *r = &q->ring;
+	_Atomic uint32_t *held = q->joinable ? &q->seg.parts[q->slot].held : NULL;
+	unsigned want = op->kind == OP_PEEK ? 1 : op->n;
+	if (held)
+		atomic_fetch_add(held, want);
+	int res = op->kind == OP_PEEK ? ring_try_peek(r, q->tag, op->sp, op->peek_len, b)
+				      : ring_try_get(r, q->tag, op->msgs, op->n, op->all, b);
+	int got = op->kind == OP_PEEK ? (res == 0) : (res > 0 ? res : 0);
+	if (held && want - got)
+		atomic_fetch_sub(held, want - got);
+	return res;
+}
+
 static int attempt(struct shmq_queue *q, const struct op *op, struct ring_block *b)
 {
 	struct ring *r = &q->ring;
@@ -290,8 +313,7 @@ static int attempt(struct shmq_queue *q, const struct op *op, struct ring_block 
 		return res;
 	}
 	for (int look = 0;; look++) {
-		res = op->kind == OP_PEEK ? ring_try_peek(r, q->tag, op->sp, op->peek_len, b)
-					  : ring_try_get(r, q->tag, op->msgs, op->n, op->all, b);
+		res = try_get(q, op, b);
 		/* At end of data, look once more: the last producer's final put
 		 * may have landed after our first look at the ring. */
 		if (res != -EAGAIN || !role_gone(q, SHMQ_WR))
@@ -534,7 +556,87 @@ int shmq_get_release(shmq_queue *q, shmq_slot *slot)
 	return 0;
 }
 
+/* -------------------------------------------------------- JoinableQueue -- */
+
+int shmq_task_done(shmq_queue *q)
+{
+	if (!q || !q->joinable || q->slot < 0)
+		return -EINVAL;
+	_Atomic uint32_t *held = &q->seg.parts[q->slot].held;
+	uint32_t h = atomic_load(held);
+	do {
+		if (h == 0)
+			return -EINVAL;
+	} while (!atomic_compare_exchange_weak(held, &h, h - 1));
+	if (h == 1) /* only a count reaching zero can complete a join */
+		ec_notify(&q->seg.hdr->ec_done);
+	return 0;
+}
+
+/* 0: every message put was done; -EOWNERDEAD: so, but some were lost since
+ * the last report; -EPIPE: messages wait and no consumer is left; -EAGAIN. */
+static int join_state(struct shmq_queue *q)
+{
+	if (!ring_drained(&q->ring))
+		return role_gone(q, SHMQ_RD) ? -EPIPE : -EAGAIN;
+	uint64_t lost;
+	if (part_held(&q->seg, &lost))
+		return -EAGAIN;
+	uint64_t seen = atomic_load(&q->lost_seen);
+	if (lost > seen && atomic_compare_exchange_strong(&q->lost_seen, &seen, lost))
+		return -EOWNERDEAD;
+	return 0;
+}
+
+int shmq_join(shmq_queue *q, int64_t timeout_ns)
+{
+	if (!q || !q->joinable)
+		return -EINVAL;
+	_Atomic uint32_t *ec = &q->seg.hdr->ec_done;
+	int64_t deadline = wait_deadline(timeout_ns), last_reap = wait_now();
+	for (;;) {
+		uint32_t key = ec_prepare(ec);
+		int r = join_state(q);
+		if (r != -EAGAIN)
+			return r;
+		if (timeout_ns == 0)
+			return -EAGAIN;
+		if (wait_expired(deadline))
+			return -ETIMEDOUT;
+		/* Consumers that died holding messages: reap them ourselves (not
+		 * part_sweep, whose period other waiters may keep taking). */
+		int64_t now = wait_now();
+		if (now - last_reap >= CHECK_NS) {
+			part_reap_dead(&q->seg, SHMQ_RD);
+			last_reap = now;
+		}
+		ec_wait(ec, key, deadline < now + CHECK_NS ? deadline : now + CHECK_NS);
+	}
+}
+
 /* ------------------------------------------------------------- snapshots -- */
+
+int shmq_queue_stat(shmq_queue *q, struct shmq_stat *st)
+{
+	if (!q || !st)
+		return -EINVAL;
+	part_reap_dead(&q->seg, 0);
+	struct part_counts c = part_count(&q->seg);
+	*st = (struct shmq_stat){
+		.size = q->seg.geom.size,
+		.capacity = q->seg.geom.capacity,
+		.cell_size = q->seg.geom.cell_size,
+		.msg_max = q->seg.geom.msg_max,
+		.flags = q->seg.geom.flags,
+		.producers = c.producers,
+		.consumers = c.consumers,
+		.depth = ring_count(&q->ring),
+	};
+	ring_counters(&q->ring, &st->puts, &st->gets);
+	if (q->joinable)
+		st->held = part_held(&q->seg, &st->lost);
+	return 0;
+}
 
 ssize_t shmq_qsize(shmq_queue *q)
 {

@@ -530,6 +530,37 @@ uint64_t ring_count(const struct ring *r)
 	return n > r->mask + 1 ? r->mask + 1 : n;
 }
 
+void ring_counters(const struct ring *r, uint32_t *puts, uint32_t *gets)
+{
+	const struct seg_hdr *hd = r->hdr;
+	*puts = (uint32_t)((atomic_load(&hd->tail) + atomic_load(&hd->tail_extra)) & CNT_MASK);
+	*gets = (uint32_t)((atomic_load(&hd->head) + atomic_load(&hd->head_extra)) & CNT_MASK);
+}
+
+bool ring_drained(const struct ring *r)
+{
+	uint64_t h = idx_pos(atomic_load_explicit(&r->hdr->head, memory_order_seq_cst));
+	uint64_t t = idx_pos(atomic_load_explicit(&r->hdr->tail, memory_order_seq_cst));
+	if (h != t)
+		return false;
+	uint64_t s = load_state(cell(r, t)); /* claimed, tail not advanced yet? */
+	return st_lap(s) != lap_of(r, t) || st_kind(s) == ST_FREE || st_kind(s) == ST_READ;
+}
+
+bool ring_readable(const struct ring *r)
+{
+	uint64_t p = idx_pos(atomic_load_explicit(&r->hdr->head, memory_order_seq_cst));
+	for (uint64_t steps = 0; steps <= r->mask; steps++) {
+		uint64_t s = load_state(cell(r, p));
+		if (st_lap(s) != lap_of(r, p) || !span_ok(r, st_k(s)))
+			return false;
+		if (st_kind(s) != ST_READ) /* claimed, head not advanced yet: look past */
+			return st_kind(s) == ST_FULL;
+		p += st_k(s);
+	}
+	return false;
+}
+
 bool ring_full(const struct ring *r)
 {
 	uint64_t pos = idx_pos(atomic_load_explicit(&r->hdr->tail, memory_order_acquire));

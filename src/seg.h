@@ -14,7 +14,7 @@
 #include <sys/types.h>
 
 #define SEG_MAGIC 0x31514d4853ull /* "SHMQ1" little-endian */
-#define SEG_VERSION 1u
+#define SEG_VERSION 2u
 #define SEG_LINE 128u  /* hot words this far apart: defeats adjacent-line prefetch */
 #define SEG_MIN_CAPACITY 64u
 #define SEG_MAX_RING (4ull << 30) /* bytes of cells */
@@ -43,7 +43,14 @@ struct seg_part {
 	_Atomic uint32_t forking;
 	/* The owner's file position on fdno (see struct seg.token). */
 	_Atomic uint32_t token;
+	/* JoinableQueue: messages this handle got and has not marked done.
+	 * Written only by the owner, or by the next claimant of the slot once
+	 * the owner is gone (which counts them as lost, see part_claim). On a
+	 * line of its own slot: consumers write it at every get. */
+	_Atomic uint32_t held;
+	char pad[36];
 };
+_Static_assert(sizeof(struct seg_part) == 64, "one participant per cache line");
 
 struct seg_hdr {
 	_Atomic uint64_t magic; /* written last by the creator */
@@ -73,6 +80,11 @@ struct seg_hdr {
 	 * between a batch claim and its count update, so the message counts
 	 * can be off and qsize counts cells instead (ring_count). */
 	_Atomic uint32_t recovered;
+	/* JoinableQueue: joiners park on ec_done (task_done and the departure
+	 * of a consumer notify it); `lost` counts messages that were got but
+	 * never marked done by a handle that closed or died. */
+	alignas(SEG_LINE) _Atomic uint32_t ec_done;
+	_Atomic uint64_t lost;
 	alignas(SEG_LINE) char end[];
 };
 
