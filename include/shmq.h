@@ -262,6 +262,116 @@ size_t shmq_msg_max(shmq_queue *q);
 size_t shmq_capacity(shmq_queue *q);
 size_t shmq_cell_size(shmq_queue *q);
 
+/* ----------------------------------------------------------------- Pipe ---- */
+/* A Pipe is a pair of connected ends. Duplex (the default): what one end
+ * sends the other receives, both ways, each way through a queue of its own.
+ * SHMQ_SIMPLEX: a can only receive, b can only send.
+ *
+ * Messages of any length, 0 bytes to 2^63, are delivered whole and in order.
+ * One shorter than the chunk size (shmq_conn_chunk; the queue's msg_max,
+ * 64 KiB by default) is one queue message: any number of processes may send
+ * and receive such messages on the same end at once. A longer one is
+ * streamed through the ring in chunks, so while it flows it must have that
+ * end to itself: one sender (and one receiver) at a time per direction, as
+ * with Python's Connection. Its timeout covers the wait for its first
+ * chunk; after that the rest flows as fast as the other side takes (gives)
+ * it, and ends with -EPIPE if the other side goes away.
+ *
+ * End of file: when every holder of the other end has closed it (or shut it
+ * down) or died, shmq_recv returns what is left and then -EPIPE, and
+ * shmq_send returns -EPIPE. Ends are inherited by fork() like queue handles
+ * (each process then closes the end it does not use); a holder that forgets
+ * to close keeps the other side waiting, as with an OS pipe.
+ *
+ * Concurrency: calls on one end may run in several threads, except
+ * shmq_conn_close(), and except as said above for long messages. */
+typedef struct shmq_conn shmq_conn;
+enum { SHMQ_SIMPLEX = 1 }; /* shmq_pipe flags */
+
+/* Create a pipe: *a and *b are its two ends, in this process.
+ * Returns 0; -EINVAL (bad flags or NULL), -ENOMEM, and the errors of
+ * shmq_queue_create. */
+int shmq_pipe(shmq_conn **a, shmq_conn **b, int flags);
+/* The same with the geometry of each direction's queue (attr->capacity,
+ * msg_max: the chunk size, cell_size; flags and mode are ignored). */
+int shmq_pipe_attr(shmq_conn **a, shmq_conn **b, int flags, const struct shmq_queue_attr *attr);
+
+/* Send a message of len bytes (any length; buf may be NULL for 0). Waits up
+ * to timeout_ns for room for it (for a long message: for its first chunk).
+ * Returns 0; -EAGAIN, -ETIMEDOUT (nothing was sent), -EPIPE (the other end
+ * is closed or dead), -EBADF (a receive-only end), -EINVAL. */
+int shmq_send(shmq_conn *c, const void *buf, size_t len, int64_t timeout_ns);
+
+/* Receive the next message into buf (cap bytes). Returns its length;
+ * -EMSGSIZE (larger than cap: it stays, for the next shmq_recv on this end),
+ * -EPIPE (end of file: the other end is closed or dead and nothing is left;
+ * also when it died in the middle of a long message, which is dropped),
+ * -EAGAIN, -ETIMEDOUT, -EBADF (a send-only end), -EINVAL, -EPROTO. */
+ssize_t shmq_recv(shmq_conn *c, void *buf, size_t cap, int64_t timeout_ns);
+
+/* Wait up to timeout_ns until shmq_recv would not block. Returns 1 (a message
+ * or end of file waits), 0 (not by the deadline), -EBADF (a send-only end),
+ * -EINVAL. */
+int shmq_poll(shmq_conn *c, int64_t timeout_ns);
+
+/* Close the end: its roles end at once (the other side sees end of file once
+ * no other process holds it). Returns 0, -EINVAL for NULL. */
+int shmq_conn_close(shmq_conn *c);
+
+/* Messages shorter than this go as one queue message (see above). 0 for NULL. */
+size_t shmq_conn_chunk(shmq_conn *c);
+
+/* Pass an end to an unrelated process: send both fds over a unix socket
+ * (SCM_RIGHTS), open them there with shmq_conn_open_fds(). *rfd is the
+ * receiving direction's segment, *wfd the sending one's; -1 where the end
+ * has no such direction. The fds stay owned by the end (do not close them).
+ * The sender should keep its end open until the receiver has opened it:
+ * until then the receiver is not a holder, and closing would be seen as end
+ * of file. Returns 0; -EINVAL. */
+int shmq_conn_fds(shmq_conn *c, int *rfd, int *wfd);
+/* Open an end from fds got through shmq_conn_fds() (each dup'ed: the caller
+ * keeps its fds; -1 for a missing direction, not both).
+ * Returns 0; -EINVAL, and the errors of shmq_queue_open_fd. */
+int shmq_conn_open_fds(int rfd, int wfd, shmq_conn **out);
+
+/* ---------------------------------------------------------- Wait on many ---- */
+/* Wait until any of several queues and pipe ends is ready, like poll(2).
+ * Each item names a queue or a conn (the other NULL) and the events wanted:
+ * SHMQ_POLLIN, a get / recv would not block (a message, or end of data);
+ * SHMQ_POLLOUT, a put / send of a one-cell message would not block (room, or
+ * no consumer left). revents gets those that hold, plus SHMQ_POLLHUP when the
+ * other side is gone. Uses futex_waitv (Linux 5.16) on up to
+ * SHMQ_WAIT_MAX wake-up words (an item asking for both events uses two);
+ * without it, a readiness change is seen within 1 ms.
+ * Returns the number of items with revents set, 0 if none by the deadline;
+ * -EINVAL (n is 0 or too many events, an item with neither or both objects,
+ * or no events), -EBADF (an event the object's roles cannot have). */
+enum { SHMQ_POLLIN = 0x001, SHMQ_POLLOUT = 0x004, SHMQ_POLLHUP = 0x010 };
+#define SHMQ_WAIT_MAX 128u
+struct shmq_pollitem {
+	shmq_queue *queue;
+	shmq_conn *conn;
+	short events;
+	short revents;
+};
+int shmq_wait_any(struct shmq_pollitem *items, unsigned n, int64_t timeout_ns);
+
+/* ------------------------------------------------------------- eventfd ---- */
+/* An eventfd that becomes readable when a message (or end of data) arrives,
+ * for epoll, libuv or asyncio loops. Use: when it is readable, read its 8
+ * bytes, then get (or recv) with timeout 0 until -EAGAIN; that -EAGAIN re-arms
+ * it. Producers in other processes signal it through pidfd_getfd(2): they
+ * need the permission to ptrace this process (same user without Yama
+ * restrictions, or CAP_SYS_PTRACE). A producer that dies (rather than
+ * closes) is noticed by a get with timeout 0, at most every 50 ms: call one
+ * from a timer to learn of end of data by death. At most 8 handles per
+ * queue have one. The fd belongs to the handle (closed with it; a forked
+ * child does not inherit the registration).
+ * Returns the fd; -EBADF (no SHMQ_RD role; for a conn: send-only), -EUSERS,
+ * -EINVAL, or the -errno of eventfd(2). */
+int shmq_queue_eventfd(shmq_queue *q);
+int shmq_conn_eventfd(shmq_conn *c);
+
 #ifdef __cplusplus
 }
 #endif

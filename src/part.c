@@ -1,5 +1,6 @@
 /* Participant layer: slots, roles, liveness and reaping of dead processes. */
 #include "part.h"
+#include "efd.h"
 #include "wait.h"
 #include "shmq.h"
 
@@ -142,7 +143,7 @@ static bool part_alive(const struct seg *s, struct seg_part *p, uint64_t id)
 static void membership_changed(struct seg *s)
 {
 	atomic_fetch_add_explicit(&s->hdr->epoch, 1, memory_order_seq_cst);
-	ec_notify(&s->hdr->ec_data);
+	efd_notify_data(s); /* end of data, for eventfd users too */
 	ec_notify(&s->hdr->ec_room);
 	ec_notify(&s->hdr->ec_done); /* a departed consumer's items are now lost */
 }
@@ -264,6 +265,12 @@ void part_sweep(struct seg *s, int roles, int64_t period_ns)
 		return;
 	if (atomic_compare_exchange_strong(&s->hdr->swept, &last, now))
 		part_reap_dead(s, roles);
+}
+
+pid_t part_tag_pid(struct seg *s, uint32_t tag)
+{
+	uint64_t id = atomic_load(&s->parts[tag & (SHMQ_MAX_PARTICIPANTS - 1)].id);
+	return (pid_t)(id & PID_MASK);
 }
 
 bool part_tag_gone(struct seg *s, uint32_t tag)

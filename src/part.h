@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Owner tag stored in ring cells: slot (10 bits) | gen (6 bits). */
 #define PART_TAG_BITS 16u
@@ -49,5 +50,7 @@ int part_reap_dead(struct seg *s, int roles);
 void part_sweep(struct seg *s, int roles, int64_t period_ns);
 /* Is the owner named by a cell tag gone (closed, dead or exec'd)? */
 bool part_tag_gone(struct seg *s, uint32_t tag);
+/* The pid of the owner named by a tag (0 if the slot is free). */
+pid_t part_tag_pid(struct seg *s, uint32_t tag);
 
 #endif

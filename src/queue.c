@@ -1,5 +1,6 @@
 /* Queue layer: handles, roles, end-of-data, blocking with timeouts, fork. */
-#include "shmq.h"
+#include "queue.h"
+#include "efd.h"
 #include "part.h"
 #include "ring.h"
 #include "seg.h"
@@ -9,7 +10,9 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 /* A hand-off caught while spinning costs ~0.5 us, one that parks ~17 us: spin
  * about one futex round trip before parking. Between polls, yield the core:
@@ -47,9 +50,12 @@ struct shmq_queue {
 	_Atomic int32_t spin_ns[2]; /* learned spin budget: [0] put, [1] get */
 	_Atomic uint32_t waits;     /* waits that needed a spin or a park */
 	bool joinable;
+	int efd; /* shmq_queue_eventfd(), or -1 */
 	_Atomic uint64_t lost_seen; /* JoinableQueue: losses already reported */
 	struct shmq_queue *prev, *next; /* every handle of this process, for fork */
 };
+
+static void efd_arm(struct shmq_queue *q);
 
 /* ------------------------------------------------------------ handle list -- */
 
@@ -83,6 +89,10 @@ static void fork_child(void)
 			part_adopt(&q->seg, q->slot);
 			q->tag = part_tag(&q->seg, q->slot);
 		}
+		if (q->efd >= 0) { /* registered for the parent's handle, not ours */
+			close(q->efd);
+			q->efd = -1;
+		}
 		atomic_store(&q->members, 0);
 	}
 	pthread_mutex_unlock(&handles_lock);
@@ -113,6 +123,8 @@ static int handle_attach(struct shmq_queue *q, int roles)
 {
 	pthread_once(&hooks_once, register_process_hooks);
 	ring_init(&q->ring, &q->seg);
+	efd_init(&q->seg);
+	q->efd = -1;
 	pthread_mutex_lock(&handles_lock);
 	q->slot = part_claim(&q->seg, roles, false);
 	if (q->slot < 0) {
@@ -140,6 +152,8 @@ static int handle_finish(struct shmq_queue *q, int err, shmq_queue **out)
 	if (err < 0) {
 		if (q->seg.hdr)
 			seg_close(&q->seg);
+		if (q->ring.hdr)
+			efd_fini(&q->seg);
 		free(q);
 		return err;
 	}
@@ -225,8 +239,13 @@ int shmq_queue_close(shmq_queue *q)
 	if (q->next)
 		q->next->prev = q->prev;
 	pthread_mutex_unlock(&handles_lock);
+	if (q->efd >= 0) {
+		efd_unregister(&q->seg, q->slot, q->tag);
+		close(q->efd);
+	}
 	if (q->slot >= 0)
 		part_release(&q->seg, q->slot);
+	efd_fini(&q->seg);
 	seg_close(&q->seg);
 	free(q);
 	return 0;
@@ -309,7 +328,7 @@ static int attempt(struct shmq_queue *q, const struct op *op, struct ring_block 
 			return ring_try_reserve(r, q->tag, op->len, op->sp, b);
 		res = ring_try_put(r, q->tag, op->msgs, op->n, op->all, b);
 		if (res > 0)
-			ec_notify(&h->ec_data);
+			efd_notify_data(&q->seg);
 		return res;
 	}
 	for (int look = 0;; look++) {
@@ -355,8 +374,9 @@ static void check_peers(struct shmq_queue *q, const struct op *op, const struct 
 		return;
 	part_sweep(&q->seg, op_produces(op) ? SHMQ_RD : SHMQ_WR, CHECK_NS);
 	if (ring_recover(&q->ring, &q->seg, b)) {
-		ec_notify(&q->seg.hdr->ec_data);
+		efd_notify_data(&q->seg);
 		ec_notify(&q->seg.hdr->ec_room);
+		ec_notify(&q->seg.hdr->ec_done);
 	}
 }
 
@@ -376,12 +396,26 @@ static void spin_learn(_Atomic int32_t *learned, bool caught)
 
 /* Try, spin, then park on the eventcount of our direction until the op
  * succeeds, fails for good, or the deadline passes. */
+static int queue_wait_body(struct shmq_queue *q, const struct op *op, int64_t timeout_ns);
+
+/* Blocking calls, and the eventfd's arming when a get finds nothing. */
 static int queue_wait(struct shmq_queue *q, const struct op *op, int64_t timeout_ns)
+{
+	int r = queue_wait_body(q, op, timeout_ns);
+	if ((r == -EAGAIN || r == -ETIMEDOUT) && !op_produces(op) && q->efd >= 0)
+		efd_arm(q);
+	return r;
+}
+
+static int queue_wait_body(struct shmq_queue *q, const struct op *op, int64_t timeout_ns)
 {
 	struct ring_block b;
 	int r = attempt(q, op, &b);
-	if (r != -EAGAIN || timeout_ns == 0)
+	if (r != -EAGAIN || timeout_ns == 0) {
+		if (r == -EAGAIN && q->efd >= 0) /* event-loop users never block */
+			check_peers(q, op, &b);
 		return r;
+	}
 	_Atomic uint32_t *ec = op_produces(op) ? &q->seg.hdr->ec_room : &q->seg.hdr->ec_data;
 	_Atomic int32_t *learned = &q->spin_ns[!op_produces(op)];
 	int64_t deadline = wait_deadline(timeout_ns);
@@ -401,6 +435,76 @@ static int queue_wait(struct shmq_queue *q, const struct op *op, int64_t timeout
 		ec_wait(ec, key, deadline < slice ? deadline : slice);
 		r = spin(q, op, &b, deadline, spin_budget(q, learned));
 	}
+}
+
+/* ---------------------------------------------------------------- eventfd -- */
+
+/* The queue looked empty: have the next put signal our eventfd, unless data
+ * (or end of data) came in meanwhile, then signal it now. */
+static void efd_arm(struct shmq_queue *q)
+{
+	ec_prepare(&q->seg.hdr->ec_data);
+	if (queue_revents(q, SHMQ_POLLIN))
+		efd_kick(q->efd);
+}
+
+int shmq_queue_eventfd(shmq_queue *q)
+{
+	if (!q)
+		return -EINVAL;
+	if (!(atomic_load(&q->roles) & SHMQ_RD))
+		return -EBADF;
+	if (q->efd >= 0)
+		return q->efd;
+	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	int err = efd_register(&q->seg, q->slot, q->tag, fd);
+	if (err < 0) {
+		close(fd);
+		return err;
+	}
+	q->efd = fd;
+	efd_arm(q);
+	return fd;
+}
+
+/* ------------------------------------------------------------- readiness -- */
+
+int queue_revents(shmq_queue *q, int events)
+{
+	struct ring_block b;
+	int rev = 0;
+	if (events & SHMQ_POLLIN) {
+		bool eof = role_gone(q, SHMQ_WR);
+		if (ring_readable(&q->ring, &b) || eof)
+			rev |= SHMQ_POLLIN;
+		if (eof)
+			rev |= SHMQ_POLLHUP;
+	}
+	if (events & SHMQ_POLLOUT) {
+		bool gone = role_gone(q, SHMQ_RD);
+		if (!ring_full(&q->ring, &b) || gone)
+			rev |= SHMQ_POLLOUT;
+		if (gone)
+			rev |= SHMQ_POLLHUP;
+	}
+	return rev;
+}
+
+_Atomic uint32_t *queue_ec(shmq_queue *q, int event)
+{
+	return event == SHMQ_POLLIN ? &q->seg.hdr->ec_data : &q->seg.hdr->ec_room;
+}
+
+void queue_check(shmq_queue *q, int event)
+{
+	struct ring_block b;
+	bool blocked = event == SHMQ_POLLIN ? !ring_readable(&q->ring, &b)
+					    : ring_full(&q->ring, &b);
+	struct op op = { .kind = event == SHMQ_POLLIN ? OP_GET : OP_PUT };
+	if (blocked)
+		check_peers(q, &op, &b);
 }
 
 static bool has_role(shmq_queue *q, int role)
@@ -527,7 +631,7 @@ int shmq_put_commit(shmq_queue *q, shmq_slot *slot)
 	    slot->len > q->ring.cell_size - CELL_HEAD || slot->len > q->ring.msg_max)
 		return -EINVAL;
 	ring_commit(&q->ring, slot_span(slot), slot->len);
-	ec_notify(&q->seg.hdr->ec_data);
+	efd_notify_data(&q->seg);
 	slot->data = NULL;
 	return 0;
 }
@@ -650,7 +754,8 @@ int shmq_empty(shmq_queue *q)
 
 int shmq_full(shmq_queue *q)
 {
-	return q ? ring_full(&q->ring) : -EINVAL;
+	struct ring_block b;
+	return q ? ring_full(&q->ring, &b) : -EINVAL;
 }
 
 size_t shmq_msg_max(shmq_queue *q)

@@ -547,11 +547,12 @@ bool ring_drained(const struct ring *r)
 	return st_lap(s) != lap_of(r, t) || st_kind(s) == ST_FREE || st_kind(s) == ST_READ;
 }
 
-bool ring_readable(const struct ring *r)
+bool ring_readable(const struct ring *r, struct ring_block *b)
 {
 	uint64_t p = idx_pos(atomic_load_explicit(&r->hdr->head, memory_order_seq_cst));
 	for (uint64_t steps = 0; steps <= r->mask; steps++) {
 		uint64_t s = load_state(cell(r, p));
+		*b = (struct ring_block){ .pos = p, .state = s };
 		if (st_lap(s) != lap_of(r, p) || !span_ok(r, st_k(s)))
 			return false;
 		if (st_kind(s) != ST_READ) /* claimed, head not advanced yet: look past */
@@ -561,9 +562,10 @@ bool ring_readable(const struct ring *r)
 	return false;
 }
 
-bool ring_full(const struct ring *r)
+bool ring_full(const struct ring *r, struct ring_block *b)
 {
 	uint64_t pos = idx_pos(atomic_load_explicit(&r->hdr->tail, memory_order_acquire));
 	uint64_t s = load_state(cell(r, pos));
+	*b = (struct ring_block){ .pos = pos, .state = s };
 	return s != free_state(r, pos) && st_lap(s) == lap_prev(r, lap_of(r, pos));
 }

@@ -78,7 +78,8 @@ bool ring_recover(struct ring *r, struct seg *s, const struct ring_block *b);
 /* Snapshots. ring_count is O(1) from the index counters until a dead owner's
  * cells have been taken back, then counts from the cells (O(depth)). */
 uint64_t ring_count(const struct ring *r);
-bool ring_full(const struct ring *r);
+/* No room for a one-cell message at tail; *b says where (for ring_recover). */
+bool ring_full(const struct ring *r, struct ring_block *b);
 /* Nothing between head and tail: every message put (or being put) has been
  * claimed by a consumer. Exact against batches and helping, unlike the counts.
  * seq_cst loads: a caller that then reads consumers' held counts sees those
@@ -87,8 +88,8 @@ bool ring_drained(const struct ring *r);
 /* Messages put and got since creation, modulo 2^24 (SHMQ_STAT_COUNT_MOD). */
 void ring_counters(const struct ring *r, uint32_t *puts, uint32_t *gets);
 /* A published message (or a skipped one) waits at head: a get would not
- * block now. Looks past messages claimed by consumers that have not moved
+ * block now; else *b says where a get would block. Looks past messages claimed by consumers that have not moved
  * head yet, so a waiter that sees false can park without losing a wake-up. */
-bool ring_readable(const struct ring *r);
+bool ring_readable(const struct ring *r, struct ring_block *b);
 
 #endif

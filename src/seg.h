@@ -10,6 +10,7 @@
 
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -18,6 +19,7 @@
 #define SEG_LINE 128u  /* hot words this far apart: defeats adjacent-line prefetch */
 #define SEG_MIN_CAPACITY 64u
 #define SEG_MAX_RING (4ull << 30) /* bytes of cells */
+#define SEG_EFDS 8u /* eventfd registrations per segment */
 
 struct seg_geom {          /* immutable after creation, checksummed */
 	uint32_t version;
@@ -48,7 +50,9 @@ struct seg_part {
 	 * the owner is gone (which counts them as lost, see part_claim). On a
 	 * line of its own slot: consumers write it at every get. */
 	_Atomic uint32_t held;
-	char pad[36];
+	/* The owner's eventfd number + 1 if it registered one (efd.c). */
+	_Atomic int32_t efd;
+	char pad[32];
 };
 _Static_assert(sizeof(struct seg_part) == 64, "one participant per cache line");
 
@@ -85,6 +89,9 @@ struct seg_hdr {
 	 * never marked done by a handle that closed or died. */
 	alignas(SEG_LINE) _Atomic uint32_t ec_done;
 	_Atomic uint64_t lost;
+	/* Handles that want an eventfd signalled when data arrives: their
+	 * participant tag + 1, 0 for a free entry (efd.c). */
+	alignas(SEG_LINE) _Atomic uint32_t efd_reg[SEG_EFDS];
 	alignas(SEG_LINE) char end[];
 };
 
@@ -118,6 +125,13 @@ struct seg {
 	 * our fd from one a later exec'd program opened at the same number.
 	 * fork() shares the description, and so the token, with the child. */
 	uint32_t token;
+	/* Our dups of the eventfds registered in hdr->efd_reg (efd.c), by entry:
+	 * the registration they belong to and the fd (-1: none yet). */
+	struct {
+		uint32_t reg;
+		int fd;
+	} efd_cache[SEG_EFDS];
+	pthread_mutex_t efd_lock; /* guards efd_cache */
 };
 
 /* Create a segment (name NULL: anonymous memfd) with the given geometry inputs.

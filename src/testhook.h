@@ -10,7 +10,9 @@ enum shmq_hook_point {
 };
 
 #ifdef SHMQ_TEST_HOOKS
+#include <stdbool.h>
 extern void (*shmq_test_hook)(enum shmq_hook_point where);
+extern bool shmq_test_no_waitv; /* act as if the kernel lacked futex_waitv */
 #define TEST_HOOK(where)                        \
 	do {                                    \
 		if (shmq_test_hook)             \

@@ -1,14 +1,17 @@
 /* Wait layer: CLOCK_MONOTONIC deadlines, shared futexes, eventcounts. */
 #include "wait.h"
 
+#include "testhook.h"
+
 #include <errno.h>
+#include <stdatomic.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
-#define EC_WAITERS 0x80000000u
+#define EC_WAITERS EC_WAITERS_BIT
 
 int64_t wait_now(void)
 {
@@ -74,4 +77,54 @@ void ec_wake_all(_Atomic uint32_t *ec)
 						      memory_order_seq_cst, memory_order_relaxed))
 		;
 	syscall(SYS_futex, (uint32_t *)ec, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/* futex_waitv (Linux 5.16) waits on up to 128 words at once. Without it, wait
+ * on one word at a time in short slices: another word's wake-up is then seen
+ * within WAITV_FALLBACK_NS. */
+#define WAITV_FALLBACK_NS (1000 * 1000)
+
+#ifdef SHMQ_TEST_HOOKS
+bool shmq_test_no_waitv;
+#endif
+
+static _Atomic int waitv_missing; /* set once the kernel said ENOSYS */
+
+static int wait_one_slice(_Atomic uint32_t *const *words, const uint32_t *keys, unsigned n,
+			  int64_t deadline)
+{
+	static _Atomic unsigned turn;
+	unsigned i = atomic_fetch_add_explicit(&turn, 1, memory_order_relaxed) % n;
+	int64_t slice = wait_now() + WAITV_FALLBACK_NS;
+	return ec_wait(words[i], keys[i], deadline < slice ? deadline : slice) == -ETIMEDOUT &&
+			       wait_expired(deadline)
+		       ? -ETIMEDOUT
+		       : 0;
+}
+
+int ec_wait_many(_Atomic uint32_t *const *words, const uint32_t *keys, unsigned n,
+		 int64_t deadline)
+{
+	if (n == 0 || n > EC_WAIT_MANY_MAX)
+		return -EINVAL;
+	bool missing = atomic_load_explicit(&waitv_missing, memory_order_relaxed);
+#ifdef SHMQ_TEST_HOOKS
+	missing |= shmq_test_no_waitv;
+#endif
+#ifdef SYS_futex_waitv
+	if (!missing) {
+		struct futex_waitv w[EC_WAIT_MANY_MAX];
+		for (unsigned i = 0; i < n; i++)
+			w[i] = (struct futex_waitv){ .val = keys[i],
+						     .uaddr = (uintptr_t)words[i],
+						     .flags = FUTEX_32 }; /* shared: no PRIVATE */
+		struct timespec abs = to_timespec(deadline);
+		long r = syscall(SYS_futex_waitv, w, n, 0, deadline == WAIT_FOREVER ? NULL : &abs,
+				 CLOCK_MONOTONIC);
+		if (r >= 0 || errno != ENOSYS)
+			return r < 0 && errno == ETIMEDOUT ? -ETIMEDOUT : 0;
+		atomic_store_explicit(&waitv_missing, 1, memory_order_relaxed);
+	}
+#endif
+	return wait_one_slice(words, keys, n, deadline);
 }

@@ -39,9 +39,20 @@ uint32_t ec_prepare(_Atomic uint32_t *ec);
 int ec_wait(_Atomic uint32_t *ec, uint32_t key, int64_t deadline);
 void ec_wake_all(_Atomic uint32_t *ec);
 
+/* Park on several eventcounts at once (each prepared with ec_prepare, keys
+ * from it) until one is notified or the deadline passes: futex_waitv where
+ * the kernel has it, else short waits on one word at a time (a notification
+ * of another word is then seen within 1 ms). Returns 0 (woken, or a word had
+ * already moved: re-check), -ETIMEDOUT, -EINVAL (n is 0 or too big). */
+#define EC_WAIT_MANY_MAX 128u
+int ec_wait_many(_Atomic uint32_t *const *words, const uint32_t *keys, unsigned n,
+		 int64_t deadline);
+
+#define EC_WAITERS_BIT 0x80000000u
+
 static inline void ec_notify(_Atomic uint32_t *ec)
 {
-	if (atomic_load_explicit(ec, memory_order_seq_cst) & 0x80000000u)
+	if (atomic_load_explicit(ec, memory_order_seq_cst) & EC_WAITERS_BIT)
 		ec_wake_all(ec);
 }
 
