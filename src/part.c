@@ -140,12 +140,17 @@ static bool part_alive(const struct seg *s, struct seg_part *p, uint64_t id)
 	return pos == atomic_load(&p->token);
 }
 
-static void membership_changed(struct seg *s)
+/* Roles changed; `dropped` are the ones some handle gave up (or lost by
+ * death): waiters that may now see the other side gone are woken. */
+static void membership_changed(struct seg *s, uint64_t dropped)
 {
 	atomic_fetch_add_explicit(&s->hdr->epoch, 1, memory_order_seq_cst);
-	efd_notify_data(s); /* end of data, for eventfd users too */
-	ec_notify(&s->hdr->ec_room);
-	ec_notify(&s->hdr->ec_done); /* a departed consumer's items are now lost */
+	if (dropped & ((uint64_t)SHMQ_WR << ROLES_SHIFT))
+		efd_notify_data(s); /* end of data, for eventfd users too */
+	if (dropped & ((uint64_t)SHMQ_RD << ROLES_SHIFT)) {
+		ec_notify(&s->hdr->ec_room);
+		ec_notify(&s->hdr->ec_done); /* a departed consumer's items are now lost */
+	}
 }
 
 /* The slot's previous owner is gone; what it held it will never mark done. */
@@ -174,7 +179,7 @@ int part_claim(struct seg *s, int roles, bool for_child)
 			atomic_store(&p->token, s->token);
 			atomic_store(&p->forking, for_child ? monotonic_s() + 1 : 0);
 			atomic_fetch_or(&s->hdr->ever, (uint32_t)roles);
-			membership_changed(s);
+			membership_changed(s, 0);
 			return (int)i;
 		}
 		if (part_reap_dead(s, 0) == 0)
@@ -198,13 +203,12 @@ void part_set_roles(struct seg *s, int slot, int roles)
 	while (!atomic_compare_exchange_weak(idp, &id, (id & ~ROLES_MASK) |
 							   ((uint64_t)roles << ROLES_SHIFT)))
 		;
-	membership_changed(s);
+	membership_changed(s, id & ~((uint64_t)roles << ROLES_SHIFT));
 }
 
 void part_release(struct seg *s, int slot)
 {
-	atomic_store(&s->parts[slot].id, 0);
-	membership_changed(s);
+	membership_changed(s, atomic_exchange(&s->parts[slot].id, 0));
 }
 
 uint32_t part_tag(struct seg *s, int slot)
@@ -246,14 +250,18 @@ int part_reap_dead(struct seg *s, int roles)
 {
 	uint64_t mask = roles ? (uint64_t)roles << ROLES_SHIFT : ~0ull;
 	int reaped = 0;
+	uint64_t dropped = 0;
 	for (uint32_t i = 0; i < s->geom.nparts; i++) {
 		struct seg_part *p = &s->parts[i];
 		uint64_t id = atomic_load(&p->id);
-		if ((id & mask) && !part_alive(s, p, id))
-			reaped += atomic_compare_exchange_strong(&p->id, &id, 0);
+		if ((id & mask) && !part_alive(s, p, id) &&
+		    atomic_compare_exchange_strong(&p->id, &id, 0)) {
+			reaped++;
+			dropped |= id;
+		}
 	}
 	if (reaped)
-		membership_changed(s);
+		membership_changed(s, dropped);
 	return reaped;
 }
 
