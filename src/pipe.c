@@ -51,35 +51,29 @@ bool conn_stashed(shmq_conn *c)
 /* An end over the given directions; takes them (closes them on failure). */
 static int conn_new(shmq_queue *rx, shmq_queue *tx, shmq_conn **out)
 {
-	shmq_conn *c = calloc(1, sizeof(*c));
 	size_t chunk = shmq_msg_max(rx ? rx : tx);
-	if (c && rx && tx && shmq_msg_max(tx) != chunk) {
-		free(c);
-		c = NULL;
-		shmq_queue_close(rx);
-		shmq_queue_close(tx);
-		return -EINVAL;
-	}
+	int err = rx && tx && shmq_msg_max(tx) != chunk ? -EINVAL : 0;
+	shmq_conn *c = err ? NULL : calloc(1, sizeof(*c));
 	if (c) {
-		c->rx = rx;
-		c->tx = tx;
-		c->chunk = chunk;
+		*c = (struct shmq_conn){ .rx = rx, .tx = tx, .chunk = chunk };
 		c->sendbuf = tx ? malloc(chunk) : NULL;
 		c->stash = rx ? malloc(chunk) : NULL;
 	}
-	if (!c || (tx && !c->sendbuf) || (rx && !c->stash)) {
-		if (c) {
-			c->rx = c->tx = NULL; /* closed below */
-			shmq_conn_close(c);
-		}
+	if (!err && (!c || (tx && !c->sendbuf) || (rx && !c->stash)))
+		err = -ENOMEM;
+	if (!err) {
+		*out = c;
+		return 0;
+	}
+	if (c) {
+		shmq_conn_close(c); /* closes rx and tx */
+	} else {
 		if (rx)
 			shmq_queue_close(rx);
 		if (tx)
 			shmq_queue_close(tx);
-		return -ENOMEM;
 	}
-	*out = c;
-	return 0;
+	return err;
 }
 
 /* One direction: a queue with a receiving and a sending handle. */
