@@ -172,8 +172,8 @@ int shmq_empty(shmq_queue *q);
 int shmq_full(shmq_queue *q);
 
 /* ------------------------------------------------------- JoinableQueue ---- */
-/* A queue created with SHMQ_JOINABLE counts, per handle, the messages it got
- * (shmq_get, batches, peeks) and has not yet marked done.
+/* A queue created with SHMQ_JOINABLE counts the messages got (shmq_get,
+ * batches, peeks) and not yet marked done, per handle that got them.
  *
  * Dead consumers: messages got through a handle that is closed, or whose
  * process dies, before shmq_task_done count as lost: join does not wait for
@@ -183,9 +183,10 @@ int shmq_full(shmq_queue *q);
  * inside a get may count one batch as lost that it had not yet taken. A
  * death is noticed within about 0.1 s by a waiting joiner. */
 
-/* Mark one message got through this handle as done.
- * Returns 0; -EINVAL (not a JoinableQueue, or called more times than this
- * handle got messages: nothing changes). */
+/* Mark one message got as done: one this handle got, else (like Python's
+ * queue-wide count) one another live handle got.
+ * Returns 0; -EINVAL (not a JoinableQueue, or called more times than messages
+ * were got: nothing changes). */
 int shmq_task_done(shmq_queue *q);
 
 /* Wait until every message put has been got and marked done (or lost); at

@@ -662,18 +662,29 @@ int shmq_get_release(shmq_queue *q, shmq_slot *slot)
 
 /* -------------------------------------------------------- JoinableQueue -- */
 
+/* Take one from a held count; false if it is zero. */
+static bool held_take(_Atomic uint32_t *held)
+{
+	uint32_t h = atomic_load(held);
+	do {
+		if (h == 0)
+			return false;
+	} while (!atomic_compare_exchange_weak(held, &h, h - 1));
+	return true;
+}
+
 int shmq_task_done(shmq_queue *q)
 {
 	if (!q || !q->joinable || q->slot < 0)
 		return -EINVAL;
-	_Atomic uint32_t *held = &q->seg.parts[q->slot].held;
-	uint32_t h = atomic_load(held);
-	do {
-		if (h == 0)
-			return -EINVAL;
-	} while (!atomic_compare_exchange_weak(held, &h, h - 1));
-	if (h == 1) /* only a count reaching zero can complete a join */
-		ec_notify(&q->seg.hdr->ec_done);
+	/* Ours first; then, as Python counts task_done over the whole queue, a
+	 * message another live handle got (handed over to us, say). */
+	bool done = held_take(&q->seg.parts[q->slot].held);
+	for (uint32_t i = 0; !done && i < q->seg.geom.nparts; i++)
+		done = atomic_load(&q->seg.parts[i].id) && held_take(&q->seg.parts[i].held);
+	if (!done)
+		return -EINVAL;
+	ec_notify(&q->seg.hdr->ec_done);
 	return 0;
 }
 

@@ -264,6 +264,35 @@ Test(join, consumer_closing_with_undone_messages_counts_them_lost)
 	lost_consumer(2);
 }
 
+/* Gets two messages and waits: another process marks them done. */
+static int get_two_and_wait(void *arg)
+{
+	struct jsh *s = arg;
+	get_n(s->q, 2);
+	t_post(&s->got);
+	t_await(&s->go, 1, LIVE);
+	return 0;
+}
+
+Test(join, task_done_for_messages_another_process_got)
+{
+	struct jsh *s = t_shared(sizeof(*s));
+	s->q = mkjq(64);
+	put_n(s->q, 2);
+	pid_t kid = t_fork(get_two_and_wait, s);
+	cr_assert_eq(t_await(&s->got, 1, LIVE), 0);
+	cr_expect_eq(shmq_join(s->q, 0), -EAGAIN);
+	cr_expect_eq(shmq_task_done(s->q), 0, "counted over the queue, as in Python");
+	cr_expect_eq(shmq_task_done(s->q), 0);
+	cr_expect_eq(shmq_task_done(s->q), -EINVAL, "more than were got");
+	cr_expect_eq(shmq_join(s->q, 0), 0);
+	t_set(&s->go, 1);
+	int st;
+	cr_assert_eq(t_wait(kid, &st, LIVE), 0);
+	cr_expect_eq(shmq_join(s->q, 0), 0, "nothing lost: the child's count was done");
+	shmq_queue_close(s->q);
+}
+
 Test(join, queued_messages_with_every_consumer_gone_is_epipe)
 {
 	struct jsh *s = t_shared(sizeof(*s));
