@@ -83,14 +83,18 @@ static int make_queue(const struct bench_case *c, enum mode mode, bool joinable,
 }
 
 /* Pipe cases: shmq_pipe() as an application calls it. SHMQ_BENCH_CELL /
- * SHMQ_BENCH_CAP set the geometry instead (shmq_pipe_attr, experiments). */
+ * SHMQ_BENCH_CAP set the geometry instead (shmq_pipe_attr, experiments): the
+ * queue geometry above for messages of at most one chunk (64 KiB). */
 static int make_pipe(const struct bench_case *c, struct sq *x)
 {
 	int flags = c->kind == CASE_CONN ? SHMQ_SIMPLEX : 0;
 	if (!getenv("SHMQ_BENCH_CELL") && !getenv("SHMQ_BENCH_CAP"))
 		return shmq_pipe(&x->a, &x->b, flags);
+	struct bench_case chunked = *c;
+	if (chunked.size > SHMQ_DEFAULT_MSG_MAX)
+		chunked.size = SHMQ_DEFAULT_MSG_MAX;
 	struct shmq_queue_attr a;
-	geometry(c, M_BLOCK, &a);
+	geometry(&chunked, M_BLOCK, &a);
 	a.msg_max = 0; /* the default chunk */
 	return shmq_pipe_attr(&x->a, &x->b, flags, &a);
 }
