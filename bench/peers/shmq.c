@@ -82,13 +82,14 @@ static int make_queue(const struct bench_case *c, enum mode mode, bool joinable,
 	return shmq_queue_create(NULL, &a, q);
 }
 
-/* Pipe cases: shmq_pipe() as an application calls it. SHMQ_BENCH_CELL /
- * SHMQ_BENCH_CAP set the geometry instead (shmq_pipe_attr, experiments): the
- * queue geometry above for messages of at most one chunk (64 KiB). */
-static int make_pipe(const struct bench_case *c, struct sq *x)
+/* Pipe cases: shmq_pipe() with its defaults, as an application calls it;
+ * or (sized) shmq_pipe_attr with the geometry above for the messages the
+ * queues carry: the whole message up to the chunk size (64 KiB), chunks
+ * beyond it. */
+static int make_pipe(const struct bench_case *c, struct sq *x, bool sized)
 {
 	int flags = c->kind == CASE_CONN ? SHMQ_SIMPLEX : 0;
-	if (!getenv("SHMQ_BENCH_CELL") && !getenv("SHMQ_BENCH_CAP"))
+	if (!sized)
 		return shmq_pipe(&x->a, &x->b, flags);
 	struct bench_case chunked = *c;
 	if (chunked.size > SHMQ_DEFAULT_MSG_MAX)
@@ -99,14 +100,17 @@ static int make_pipe(const struct bench_case *c, struct sq *x)
 	return shmq_pipe_attr(&x->a, &x->b, flags, &a);
 }
 
-static int setup_mode(const struct bench_case *c, void **ctx, enum mode mode, bool joinable)
+/* joinable: CASE_JOIN with task_done and join; sized: Pipe cases through
+ * shmq_pipe_attr. */
+static int setup_mode(const struct bench_case *c, void **ctx, enum mode mode, bool joinable,
+		      bool sized)
 {
 	struct sq *x = calloc(1, sizeof(*x));
 	if (!x)
 		return -ENOMEM;
 	x->mode = mode;
 	x->joinable = joinable;
-	int rc = bench_is_conn(c) ? make_pipe(c, x) : make_queue(c, mode, joinable, &x->q);
+	int rc = bench_is_conn(c) ? make_pipe(c, x, sized) : make_queue(c, mode, joinable, &x->q);
 	if (rc == 0 && c->kind == CASE_PINGPONG) {
 		rc = make_queue(c, mode, false, &x->q2);
 		if (rc < 0)
@@ -123,12 +127,13 @@ static int setup_mode(const struct bench_case *c, void **ctx, enum mode mode, bo
 /* The baseline: a JoinableQueue in the JoinableQueue case. */
 static int setup_block(const struct bench_case *c, void **ctx)
 {
-	return setup_mode(c, ctx, M_BLOCK, c->kind == CASE_JOIN);
+	return setup_mode(c, ctx, M_BLOCK, c->kind == CASE_JOIN, false);
 }
-static int setup_plain(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_BLOCK, false); }
-static int setup_nb(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_NB, false); }
-static int setup_batch(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_BATCH, false); }
-static int setup_zc(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_ZC, false); }
+static int setup_plain(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_BLOCK, false, false); }
+static int setup_sized(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_BLOCK, false, true); }
+static int setup_nb(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_NB, false, false); }
+static int setup_batch(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_BATCH, false, false); }
+static int setup_zc(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_ZC, false, false); }
 
 static const char *models(const struct bench_case *c)
 {
@@ -151,6 +156,14 @@ static const char *plain_models(const struct bench_case *c)
 {
 	(void)c;
 	return "the same queue without SHMQ_JOINABLE: no task_done, no join; time to the last get";
+}
+
+static const char *sized_models(const struct bench_case *c)
+{
+	(void)c;
+	return "shmq_pipe_attr with the queue cases' geometry for min(message, 64 KiB chunk): "
+	       "64 B cells below 1 KiB, else one message or chunk per cell (32 KiB cells for a "
+	       "chunk), ring >= 1 MiB";
 }
 
 static const char *zc_skip(const struct bench_case *c)
@@ -470,6 +483,24 @@ const struct bench_peer peer_shmq_queue = {
 	.consumer = consumer,
 	.teardown = teardown,
 	.models = plain_models,
+};
+
+/* The Pipe cases with cells sized for the messages, as the queue cases have. */
+const struct bench_peer peer_shmq_pipe_sized = {
+	.name = "shmq-pipe-sized",
+	.label = "shmq Pipe, sized cells",
+	.flags = PF_MAIN | PF_SHMQ | PF_CONN | PF_ONLY,
+	.setup = setup_sized,
+	.parent = parent,
+	.producer = producer,
+	.consumer = consumer,
+	.teardown = teardown,
+	.pp_setup = setup_sized,
+	.pp_parent = parent,
+	.ping = ping,
+	.pong = pong,
+	.pp_teardown = teardown,
+	.models = sized_models,
 };
 
 const struct bench_peer peer_shmq_nb = {
