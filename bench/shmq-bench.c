@@ -525,32 +525,22 @@ static void print_case(struct caseres *cr)
 	case_title(&cr->c, title, sizeof(title));
 	printf("\n### %s\n", title);
 	struct sysres *base = find_sys(cr, "shmq");
-	switch (cr->c.kind) {
-	case CASE_TPUT:
-		printf("%-22s %-30s %-8s %s\n", "system", "msgs/s median [min..max]", "GB/s",
-		       "this/shmq median [min..max]");
-		break;
-	case CASE_LATENCY:
-		printf("%-22s %-10s %-10s %-10s %-10s %-10s %s\n", "system", "p50", "p99", "p99.9",
-		       "max", "msgs/s", "p99.9 median [min..max] of reps");
-		break;
-	case CASE_PINGPONG:
-		printf("%-22s %-34s %s\n", "system", "round trip median [min..max]",
-		       "this/shmq median [min..max]");
-		break;
-	case CASE_JOIN:
-		printf("%-22s %-30s %s\n", "system", "msgs/s median [min..max]",
-		       "this/shmq median [min..max]");
-		break;
-	case CASE_CONN:
-		printf("%-22s %-30s %-9s %s\n", "system", "msgs/s median [min..max]", "MB/s",
-		       "this/shmq median [min..max]");
-		break;
-	case CASE_CONN_PP:
-		printf("%-22s %-10s %-10s %-10s %-10s %-32s %s\n", "system", "p50", "p99", "p99.9",
-		       "mean", "p50 of reps median [min..max]", "this/shmq (p50)");
-		break;
-	}
+	/* Column heads, aligned with the rows' printf widths below. */
+	static const char *const head[] = {
+		[CASE_TPUT] = "system                 msgs/s median [min..max]       GB/s     "
+			"this/shmq median [min..max]",
+		[CASE_LATENCY] = "system                 p50        p99        p99.9      max        "
+			"msgs/s     p99.9 median [min..max] of reps",
+		[CASE_PINGPONG] = "system                 round trip median [min..max]       this/shmq "
+			"median [min..max]",
+		[CASE_JOIN] = "system                 msgs/s median [min..max]       this/shmq "
+			"median [min..max]",
+		[CASE_CONN] = "system                 msgs/s median [min..max]       MB/s      "
+			"this/shmq median [min..max]",
+		[CASE_CONN_PP] = "system                 p50        p99        p99.9      mean       "
+			"p50 of reps median [min..max]    this/shmq (p50)",
+	};
+	printf("%s\n", head[cr->c.kind]);
 	for (int i = 0; i < cr->nsys; i++) {
 		struct sysres *sr = &cr->sys[i];
 		struct stat3 st = sys_stat(cr, sr);

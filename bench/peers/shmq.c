@@ -129,11 +129,31 @@ static int setup_block(const struct bench_case *c, void **ctx)
 {
 	return setup_mode(c, ctx, M_BLOCK, c->kind == CASE_JOIN, false);
 }
-static int setup_plain(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_BLOCK, false, false); }
-static int setup_sized(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_BLOCK, false, true); }
-static int setup_nb(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_NB, false, false); }
-static int setup_batch(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_BATCH, false, false); }
-static int setup_zc(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_ZC, false, false); }
+
+static int setup_plain(const struct bench_case *c, void **ctx)
+{
+	return setup_mode(c, ctx, M_BLOCK, false, false);
+}
+
+static int setup_sized(const struct bench_case *c, void **ctx)
+{
+	return setup_mode(c, ctx, M_BLOCK, false, true);
+}
+
+static int setup_nb(const struct bench_case *c, void **ctx)
+{
+	return setup_mode(c, ctx, M_NB, false, false);
+}
+
+static int setup_batch(const struct bench_case *c, void **ctx)
+{
+	return setup_mode(c, ctx, M_BATCH, false, false);
+}
+
+static int setup_zc(const struct bench_case *c, void **ctx)
+{
+	return setup_mode(c, ctx, M_ZC, false, false);
+}
 
 static const char *models(const struct bench_case *c)
 {
@@ -455,20 +475,21 @@ static int pong(void *ctx, struct bench_worker *w)
 	return r == -EPIPE || r >= 0 ? 0 : (int)r;
 }
 
+/* Every mode shares the workers; they differ in setup (what the queue or pipe
+ * is) and in the cases they run. */
+#define WORKERS(setup_fn)                                                                    \
+	.setup = setup_fn, .parent = parent, .producer = producer, .consumer = consumer,     \
+	.teardown = teardown
+#define PINGPONG(setup_fn)                                                                   \
+	.pp_setup = setup_fn, .pp_parent = parent, .ping = ping, .pong = pong,               \
+	.pp_teardown = teardown
+
 const struct bench_peer peer_shmq = {
 	.name = "shmq",
 	.label = "shmq",
 	.flags = PF_MAIN | PF_SHMQ | PF_JOIN | PF_CONN,
-	.setup = setup_block,
-	.parent = parent,
-	.producer = producer,
-	.consumer = consumer,
-	.teardown = teardown,
-	.pp_setup = setup_block,
-	.pp_parent = parent,
-	.ping = ping,
-	.pong = pong,
-	.pp_teardown = teardown,
+	WORKERS(setup_block),
+	PINGPONG(setup_block),
 	.models = models,
 };
 
@@ -477,11 +498,7 @@ const struct bench_peer peer_shmq_queue = {
 	.name = "shmq-queue",
 	.label = "shmq Queue (no join)",
 	.flags = PF_MAIN | PF_SHMQ | PF_JOIN | PF_ONLY,
-	.setup = setup_plain,
-	.parent = parent,
-	.producer = producer,
-	.consumer = consumer,
-	.teardown = teardown,
+	WORKERS(setup_plain),
 	.models = plain_models,
 };
 
@@ -490,16 +507,8 @@ const struct bench_peer peer_shmq_pipe_sized = {
 	.name = "shmq-pipe-sized",
 	.label = "shmq Pipe, sized cells",
 	.flags = PF_MAIN | PF_SHMQ | PF_CONN | PF_ONLY,
-	.setup = setup_sized,
-	.parent = parent,
-	.producer = producer,
-	.consumer = consumer,
-	.teardown = teardown,
-	.pp_setup = setup_sized,
-	.pp_parent = parent,
-	.ping = ping,
-	.pong = pong,
-	.pp_teardown = teardown,
+	WORKERS(setup_sized),
+	PINGPONG(setup_sized),
 	.models = sized_models,
 };
 
@@ -507,27 +516,15 @@ const struct bench_peer peer_shmq_nb = {
 	.name = "shmq-nb",
 	.label = "shmq non-blocking spin",
 	.flags = PF_MAIN | PF_SHMQ,
-	.setup = setup_nb,
-	.parent = parent,
-	.producer = producer,
-	.consumer = consumer,
-	.teardown = teardown,
-	.pp_setup = setup_nb,
-	.pp_parent = parent,
-	.ping = ping,
-	.pong = pong,
-	.pp_teardown = teardown,
+	WORKERS(setup_nb),
+	PINGPONG(setup_nb),
 };
 
 const struct bench_peer peer_shmq_batch = {
 	.name = "shmq-batch",
 	.label = "shmq batch (burst)",
 	.flags = PF_MAIN | PF_SHMQ | PF_TPUT_ONLY,
-	.setup = setup_batch,
-	.parent = parent,
-	.producer = producer,
-	.consumer = consumer,
-	.teardown = teardown,
+	WORKERS(setup_batch),
 };
 
 const struct bench_peer peer_shmq_zc = {
@@ -535,9 +532,5 @@ const struct bench_peer peer_shmq_zc = {
 	.label = "shmq zero-copy",
 	.flags = PF_MAIN | PF_SHMQ | PF_ZC,
 	.skip = zc_skip,
-	.setup = setup_zc,
-	.parent = parent,
-	.producer = producer,
-	.consumer = consumer,
-	.teardown = teardown,
+	WORKERS(setup_zc),
 };

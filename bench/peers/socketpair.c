@@ -194,21 +194,17 @@ static int pong(void *ctx, struct bench_worker *w)
 	return 0;
 }
 
+#define HOOKS(setup_fn)                                                                      \
+	.setup = setup_fn, .parent = parent, .producer = producer, .consumer = consumer,     \
+	.teardown = teardown, .pp_setup = setup_fn, .pp_parent = parent, .ping = ping,       \
+	.pong = pong, .pp_teardown = teardown
+
 const struct bench_peer peer_socketpair = {
 	.name = "socketpair",
 	.label = "socketpair SEQPACKET",
 	.flags = PF_CONN,
 	.skip = seq_skip,
-	.setup = setup_seq,
-	.parent = parent,
-	.producer = producer,
-	.consumer = consumer,
-	.teardown = teardown,
-	.pp_setup = setup_seq,
-	.pp_parent = parent,
-	.ping = ping,
-	.pong = pong,
-	.pp_teardown = teardown,
+	HOOKS(setup_seq),
 	.models = seq_models,
 };
 
@@ -218,15 +214,6 @@ const struct bench_peer peer_socketpair_stream = {
 	.name = "socketpair-stream",
 	.label = "socketpair STREAM",
 	.flags = PF_CONN | PF_ONLY,
-	.setup = setup_stream,
-	.parent = parent,
-	.producer = producer,
-	.consumer = consumer,
-	.teardown = teardown,
-	.pp_setup = setup_stream,
-	.pp_parent = parent,
-	.ping = ping,
-	.pong = pong,
-	.pp_teardown = teardown,
+	HOOKS(setup_stream),
 	.models = stream_models,
 };
