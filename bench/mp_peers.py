@@ -245,7 +245,7 @@ def main():
     a = ap.parse_args()
     if a.kind == "pipe" and (a.p != 1 or a.c != 1):
         sys.exit("mp.Pipe: 1 producer x 1 consumer only")
-    if (a.case in ("conn", "connpp")) != (a.kind == "pipe"):
+    if a.case in ("conn", "connpp") and a.kind != "pipe":
         sys.exit("--case conn/connpp go with --kind pipe")
     if a.case == "join" and a.kind != "joinablequeue":
         sys.exit("--case join goes with --kind joinablequeue")
