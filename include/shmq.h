@@ -294,7 +294,8 @@ enum { SHMQ_SIMPLEX = 1 }; /* shmq_pipe flags */
  * shmq_queue_create. */
 int shmq_pipe(shmq_conn **a, shmq_conn **b, int flags);
 /* The same with the geometry of each direction's queue (attr->capacity,
- * msg_max: the chunk size, cell_size; flags and mode are ignored). */
+ * msg_max: the chunk size, cell_size; flags and mode are ignored). The
+ * default: 1024 cells of 1 KiB (1 MiB per direction), 64 KiB chunks. */
 int shmq_pipe_attr(shmq_conn **a, shmq_conn **b, int flags, const struct shmq_queue_attr *attr);
 
 /* Send a message of len bytes (any length; buf may be NULL for 0). Waits up

@@ -23,8 +23,10 @@
 #include <string.h>
 
 #define LEN_BYTES 8u /* the total length at the end of a header chunk */
-/* Default geometry of a direction: 256 KiB of 256-byte cells, 64 KiB chunks. */
-#define PIPE_CELL_SIZE 256u
+/* Default geometry of a direction: 1 MiB of 1 KiB cells, 64 KiB chunks.
+ * Measured (bench pipe cases): 1 MiB messages ran 1.7x faster than with
+ * 256-byte cells, on a par with socketpair; 1-byte messages were unchanged. */
+#define PIPE_CELL_SIZE 1024u
 #define PIPE_CAPACITY 1024u
 
 struct shmq_conn {

@@ -310,8 +310,9 @@ static int try_get(struct shmq_queue *q, const struct op *op, struct ring_block 
 	int res = op->kind == OP_PEEK ? ring_try_peek(r, q->tag, op->sp, op->peek_len, b)
 				      : ring_try_get(r, q->tag, op->msgs, op->n, op->all, b);
 	int got = op->kind == OP_PEEK ? (res == 0) : (res > 0 ? res : 0);
-	if (held && want - got)
-		atomic_fetch_sub(held, want - got);
+	/* Taking back what we did not get may complete a join that saw it. */
+	if (held && want - got && atomic_fetch_sub(held, want - got) == want - got)
+		ec_notify(&q->seg.hdr->ec_done);
 	return res;
 }
 
