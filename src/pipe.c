@@ -82,10 +82,10 @@ static int conn_new(shmq_queue *rx, shmq_queue *tx, shmq_conn **out)
 static int direction(const struct shmq_queue_attr *attr, shmq_queue **rd, shmq_queue **wr)
 {
 	struct shmq_queue_attr a = { .capacity = PIPE_CAPACITY, .cell_size = PIPE_CELL_SIZE };
-	if (attr) {
-		a.capacity = attr->capacity;
+	if (attr) { /* 0 keeps the default */
+		a.capacity = attr->capacity ? attr->capacity : a.capacity;
 		a.msg_max = attr->msg_max;
-		a.cell_size = attr->cell_size;
+		a.cell_size = attr->cell_size ? attr->cell_size : a.cell_size;
 	}
 	a.flags = SHMQ_NOROLES;
 	shmq_queue *q;
