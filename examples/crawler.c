@@ -22,7 +22,8 @@
  * puts before it calls task_done, so the count of unfinished paths never
  * drops to zero while work remains: the coordinator's shmq_join returns
  * exactly when the crawl is complete. Exit status: 0 complete, 3 incomplete
- * (a worker died holding URLs: join reported -EOWNERDEAD), 1 error. */
+ * (a worker died holding URLs: join reported -EOWNERDEAD, or -EPIPE when no
+ * worker was left to crawl what is queued), 1 error. */
 #include <shmq.h>
 
 #include "visited.h"
@@ -672,6 +673,10 @@ static int cmd_crawl(int argc, char **argv)
 		fprintf(stderr, "crawler: join: -EOWNERDEAD: %llu URL(s) lost with a dead worker;"
 				" the crawl is incomplete\n",
 			(unsigned long long)qs.lost);
+		rc = rc ? rc : 3;
+	} else if (r == -EPIPE) {
+		fprintf(stderr, "crawler: join: -EPIPE: every worker died with URLs left to crawl;"
+				" the crawl is incomplete\n");
 		rc = rc ? rc : 3;
 	} else if (r < 0) {
 		fprintf(stderr, "crawler: join: %s\n", strerror(-r));
