@@ -2,30 +2,27 @@
  * example.
  *
  *   crawler gen DIR --pages N [--seed S]
- *	writes a deterministic site: DIR/index.html and N pages
- *	DIR/d<k>/page<i>.html, linked with cycles, links back to the index,
- *	broken links, duplicate links, relative and absolute paths, malformed
- *	tags, and pages no link from the index leads to. From its own model of
- *	the links (not by parsing the HTML) it writes what a correct crawl finds:
- *	DIR/expected-reachable.txt and DIR/expected-broken.txt.
+ *	writes a deterministic site of N pages plus DIR/index.html, and the
+ *	lists of what a correct crawl must find (site.h).
  *
  *   crawler crawl DIR [--workers W] [--out FILE] [--max-urls M] [--kill-after K]
  *	crawls DIR from index.html with W worker processes and prints pages/s.
  *	--out writes every page fetched, one path per line, once per fetch.
- *	--kill-after is a test hook: the first worker to have fetched K pages
+ *	--kill-after is a test hook: the first worker to have crawled K URLs
  *	SIGKILLs itself while holding its next URL (got, not task_done).
  *
  * How it works: the frontier is an anonymous JoinableQueue of paths; the
- * visited-set (visited.c) is a lock-free hash set in shared memory. A worker
+ * visited-set (visited.h) is a lock-free hash set in shared memory. A worker
  * gets a path, fetches and parses the page, inserts each link into the
  * visited-set and puts the ones it inserted first, then calls task_done. It
  * puts before it calls task_done, so the count of unfinished paths never
  * drops to zero while work remains: the coordinator's shmq_join returns
  * exactly when the crawl is complete. Exit status: 0 complete, 3 incomplete
  * (a worker died holding URLs: join reported -EOWNERDEAD, or -EPIPE when no
- * worker was left to crawl what is queued), 1 error. */
+ * worker was left to crawl what is queued), 1 error, 2 usage. */
 #include <shmq.h>
 
+#include "site.h"
 #include "visited.h"
 
 #include <errno.h>
@@ -47,7 +44,6 @@
 #include <unistd.h>
 
 #define URL_MAX 248 /* longest path queued; longer links are dropped */
-#define DIRS 8      /* subdirectories of a generated site */
 
 static int usage(void)
 {
@@ -66,271 +62,6 @@ static bool parse_u32(const char *s, uint32_t *out)
 		return false;
 	*out = (uint32_t)v;
 	return true;
-}
-
-/* ===================================================== gen: the site === */
-
-static uint64_t rng;
-
-static uint32_t below(uint32_t n) /* splitmix64: the same site for a seed everywhere */
-{
-	uint64_t z = (rng += 0x9e3779b97f4a7c15u);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-	return (uint32_t)((z ^ (z >> 31)) % n);
-}
-
-/* A node of the model: a page (0..n-1), the index (n) or a missing file
- * (n + 1 + b). Only these edges are links; everything else the generator
- * writes is noise a correct parser must not follow. */
-struct site {
-	uint32_t n, nbroken;
-	bool *island;   /* no page outside the islands links to it */
-	uint32_t **out; /* per page and the index: edges, out[i][0] is the count */
-};
-
-/* Path of node t relative to the site root. */
-static void node_path(const struct site *s, uint32_t t, char *buf, size_t cap)
-{
-	if (t < s->n)
-		snprintf(buf, cap, "d%u/page%05u.html", t % DIRS, t);
-	else if (t == s->n)
-		snprintf(buf, cap, "index.html");
-	else
-		snprintf(buf, cap, "d%u/missing%05u.html", (t - s->n - 1) % DIRS, t - s->n - 1);
-}
-
-/* An href from node `from` to node t, in one of the spellings a site uses. */
-static void href_for(const struct site *s, uint32_t from, uint32_t t, char *buf, size_t cap)
-{
-	char path[64];
-	node_path(s, t, path, sizeof(path));
-	const char *file = strchr(path, '/') ? strchr(path, '/') + 1 : path;
-	bool from_root = from == s->n, to_root = t == s->n;
-	int fd = (int)(from % DIRS), td = to_root ? -1 : (int)(t < s->n ? t : t - s->n - 1) % DIRS;
-	uint32_t pick = below(4);
-	if (pick == 0) /* root-absolute works from anywhere */
-		snprintf(buf, cap, "/%s", path);
-	else if (from_root)
-		snprintf(buf, cap, pick == 1 ? "%s" : "./%s", path);
-	else if (to_root)
-		snprintf(buf, cap, pick == 1 ? "../%s" : "../../%s", path); /* "..": clamped */
-	else if (td == fd && pick == 1)
-		snprintf(buf, cap, "%s", file);
-	else if (td == fd)
-		snprintf(buf, cap, "./%s", file);
-	else if (pick == 1)
-		snprintf(buf, cap, "../%s", path);
-	else /* a detour through another directory, and a doubled slash */
-		snprintf(buf, cap, "../d%u/..//d%d/./%s", below(DIRS), td, file);
-	if (below(8) == 0) /* a fragment names the same page */
-		snprintf(buf + strlen(buf), cap - strlen(buf), "#sec%u", below(5));
-}
-
-static void write_link(FILE *f, const char *href)
-{
-	switch (below(5)) {
-	case 0: fprintf(f, "<li><a href=\"%s\">link</a></li>\n", href); break;
-	case 1: fprintf(f, "<li><A HREF='%s'>LINK</A></li>\n", href); break;
-	case 2: fprintf(f, "<li><a class=nav href=%s>link</a></li>\n", href); break;
-	case 3: fprintf(f, "<li><a\n    href = \"%s\"\n    title=\"next\">link</a></li>\n", href); break;
-	default: fprintf(f, "<li><a title=\"a > b\" data-q='\"' href=\"%s\">link</a></li>\n", href);
-	}
-}
-
-static void add_edge(struct site *s, uint32_t from, uint32_t t, FILE *f)
-{
-	char href[160];
-	uint32_t *e = s->out[from];
-	e[++e[0]] = t;
-	href_for(s, from, t, href, sizeof(href));
-	write_link(f, href);
-	if (below(6) == 0) /* the same link twice on a page */
-		write_link(f, href);
-}
-
-/* A random page other links may lead to: not an island (islands link out). */
-static uint32_t random_mainland(const struct site *s)
-{
-	uint32_t t;
-	do
-		t = below(s->n);
-	while (s->island[t]);
-	return t;
-}
-
-#define MAX_EDGES 16
-
-/* Write page `from` (or the index) and record its edges. */
-static int write_page(struct site *s, int dirfd, uint32_t from)
-{
-	char path[64];
-	node_path(s, from, path, sizeof(path));
-	int fd = openat(dirfd, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-	if (!f) {
-		perror(path);
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	fprintf(f, "<!DOCTYPE html>\n<html><head><title>%s</title>\n"
-		   "<link rel=\"stylesheet\" href=\"/style.css\"></head>\n<body>\n"
-		   "<p>Text with a stray < sign, 1 < 2 and 3 > 2.</p>\n<ul>\n", path);
-	if (from == s->n) {
-		/* The index leads into the mainland and to one missing page. */
-		for (uint32_t i = 0; i < 4; i++)
-			add_edge(s, from, random_mainland(s), f);
-		add_edge(s, from, s->n + 1, f);
-	} else {
-		/* A ring through the mainland makes all of it reachable; the
-		 * random links make cycles and short paths; islands link out
-		 * to anything, so they are unreachable only because nothing
-		 * links in. */
-		if (!s->island[from]) {
-			uint32_t next = from;
-			do
-				next = (next + 1) % s->n;
-			while (s->island[next]);
-			add_edge(s, from, next, f);
-		}
-		for (uint32_t k = 1 + below(5); k > 0; k--)
-			add_edge(s, from, s->island[from] ? below(s->n) : random_mainland(s), f);
-		if (below(4) == 0)
-			add_edge(s, from, s->n, f); /* back to the index */
-		if (below(8) == 0)
-			add_edge(s, from, s->n + 1 + below(s->nbroken), f);
-		if (below(10) == 0)
-			add_edge(s, from, from, f); /* to itself */
-	}
-	/* Noise: nothing here is a link a crawler follows. */
-	uint32_t island = below(s->n);
-	char np[64];
-	node_path(s, island, np, sizeof(np));
-	if (s->island[island] && below(3) == 0)
-		fprintf(f, "<!-- old: <a href=\"/%s\">gone</a> -->\n<abbr href=\"/%s\">x</abbr>\n", np,
-			np);
-	if (below(10) == 0)
-		fprintf(f, "<a name=\"top\">top</a> <a href>empty</a> <a href=\"\">self</a>\n");
-	if (below(10) == 0)
-		fprintf(f, "<a href=\"http://example.com/%u\">out</a> <a href='mailto:x@y'>m</a> "
-			   "<a href=\"//cdn.example.com/x.js\">cdn</a>\n", from);
-	fprintf(f, "</ul>\n</body></html>\n");
-	if (below(20) == 0 && s->island[island]) /* truncated mid-tag */
-		fprintf(f, "<a href=\"/%s", np);
-	return fclose(f) ? -1 : 0;
-}
-
-static int write_list(int dirfd, const char *name, const struct site *s, const uint32_t *nodes,
-		      uint32_t count)
-{
-	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-	if (!f) {
-		perror(name);
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	char path[64];
-	for (uint32_t i = 0; i < count; i++) {
-		node_path(s, nodes[i], path, sizeof(path));
-		fprintf(f, "%s\n", path);
-	}
-	return fclose(f) ? -1 : 0;
-}
-
-static int cmd_gen(int argc, char **argv)
-{
-	uint32_t n = 0, seed = 1;
-	if (argc < 3)
-		return usage();
-	const char *dir = argv[2];
-	for (int i = 3; i < argc; i++) {
-		if (i + 1 < argc && !strcmp(argv[i], "--pages") && parse_u32(argv[i + 1], &n))
-			i++;
-		else if (i + 1 < argc && !strcmp(argv[i], "--seed") && parse_u32(argv[i + 1], &seed))
-			i++;
-		else
-			return usage();
-	}
-	if (n < 2 || n > 99999) {
-		fprintf(stderr, "crawler gen: --pages must be 2..99999\n");
-		return 2;
-	}
-	rng = seed;
-	struct site s = { .n = n, .nbroken = n / 20 + 1 };
-	uint32_t nodes = n + 1 + s.nbroken;
-	s.island = calloc(n, sizeof(*s.island));
-	s.out = calloc(n + 1, sizeof(*s.out));
-	uint32_t *edges = calloc((size_t)(n + 1) * MAX_EDGES, sizeof(*edges));
-	uint32_t *order = calloc(nodes, sizeof(*order));
-	bool *seen = calloc(nodes, sizeof(*seen));
-	int rc = 1, dirfd = -1;
-	if (!s.island || !s.out || !edges || !order || !seen)
-		goto out;
-	for (uint32_t i = 0; i <= n; i++)
-		s.out[i] = edges + (size_t)i * MAX_EDGES;
-	for (uint32_t i = 1; i < n; i++) /* page 0 stays on the mainland */
-		s.island[i] = below(10) == 0;
-	if ((mkdir(dir, 0755) && errno != EEXIST) || (dirfd = open(dir, O_DIRECTORY | O_CLOEXEC)) < 0) {
-		perror(dir);
-		goto out;
-	}
-	for (int d = 0; d < DIRS; d++) {
-		char sub[8];
-		snprintf(sub, sizeof(sub), "d%d", d);
-		if (mkdirat(dirfd, sub, 0755) && errno != EEXIST) {
-			perror(sub);
-			goto out;
-		}
-	}
-	for (uint32_t i = 0; i <= n; i++)
-		if (write_page(&s, dirfd, i))
-			goto out;
-
-	/* Breadth-first from the index over the model: what a crawl must find. */
-	uint32_t head = 0, tail = 0, pages = 0, broken = 0;
-	order[tail++] = n;
-	seen[n] = true;
-	while (head < tail) {
-		uint32_t u = order[head++];
-		if (u > n)
-			continue; /* a missing file has no links */
-		for (uint32_t k = 1; k <= s.out[u][0]; k++) {
-			uint32_t t = s.out[u][k];
-			if (!seen[t]) {
-				seen[t] = true;
-				order[tail++] = t;
-			}
-		}
-	}
-	/* Split the order into pages and missing files, in place. */
-	uint32_t *missing = calloc(tail, sizeof(*missing));
-	if (!missing)
-		goto out;
-	for (uint32_t i = 0; i < tail; i++) {
-		if (order[i] > n)
-			missing[broken++] = order[i];
-		else
-			order[pages++] = order[i];
-	}
-	if (!write_list(dirfd, "expected-reachable.txt", &s, order, pages) &&
-	    !write_list(dirfd, "expected-broken.txt", &s, missing, broken)) {
-		printf("generated %s: %u pages + index.html, %u reachable, %u broken links reachable\n",
-		       dir, n, pages, broken);
-		rc = 0;
-	}
-	free(missing);
-out:
-	if (dirfd >= 0)
-		close(dirfd);
-	free(s.island);
-	free(s.out);
-	free(edges);
-	free(order);
-	free(seen);
-	return rc;
 }
 
 /* ================================================= crawl: the workers === */
@@ -583,8 +314,6 @@ static int cmd_crawl(int argc, char **argv)
 {
 	uint32_t workers = 4, max_urls = 0, kill_after = 0;
 	const char *out = NULL;
-	if (argc < 3)
-		return usage();
 	const char *dir = argv[2];
 	for (int i = 3; i < argc; i++) {
 		if (i + 1 >= argc)
@@ -732,11 +461,25 @@ static int cmd_crawl(int argc, char **argv)
 	return rc;
 }
 
+static int cmd_gen(int argc, char **argv)
+{
+	uint32_t pages = 0, seed = 1;
+	for (int i = 3; i < argc; i++) {
+		if (i + 1 < argc && !strcmp(argv[i], "--pages") && parse_u32(argv[i + 1], &pages))
+			i++;
+		else if (i + 1 < argc && !strcmp(argv[i], "--seed") && parse_u32(argv[i + 1], &seed))
+			i++;
+		else
+			return usage();
+	}
+	return site_gen(argv[2], pages, seed);
+}
+
 int main(int argc, char **argv)
 {
-	if (argc >= 2 && !strcmp(argv[1], "gen"))
+	if (argc >= 3 && !strcmp(argv[1], "gen"))
 		return cmd_gen(argc, argv);
-	if (argc >= 2 && !strcmp(argv[1], "crawl"))
+	if (argc >= 3 && !strcmp(argv[1], "crawl"))
 		return cmd_crawl(argc, argv);
 	return usage();
 }
