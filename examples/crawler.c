@@ -82,13 +82,14 @@ struct crawl {
 	size_t page_cap;
 };
 
-/* Append href's path segments to out, resolving "." and ".." (".." at the
- * root stays at the root, as in URLs). Returns false if out would exceed
- * URL_MAX. */
+/* A path being resolved: its segments joined by '/', no ".", "..", "". */
 struct path {
 	char s[URL_MAX + 1];
 	size_t len, depth, start[URL_MAX / 2 + 2]; /* where each segment begins */
 };
+
+/* Append the segments of s (n bytes), resolving "." and ".." (".." at the
+ * root stays there, as in URLs). Returns false if p would exceed URL_MAX. */
 
 static bool path_push(struct path *p, const char *s, size_t n)
 {
@@ -254,7 +255,7 @@ static void worker(struct crawl *c, pid_t parent)
 	if (getppid() != parent)
 		_exit(1);
 	char url[URL_MAX + 1];
-	uint32_t fetched = 0;
+	uint32_t crawled = 0;
 	for (;;) {
 		ssize_t n = shmq_get(c->q, url, URL_MAX, -1);
 		if (n < 0) {
@@ -267,11 +268,11 @@ static void worker(struct crawl *c, pid_t parent)
 		}
 		url[n] = '\0';
 		int expect = 0;
-		if (c->kill_after && fetched == c->kill_after &&
+		if (c->kill_after && crawled == c->kill_after &&
 		    atomic_compare_exchange_strong(&c->st->killed, &expect, 1))
 			raise(SIGKILL); /* test hook: die holding url, before task_done */
 		fetch(c, url, (size_t)n);
-		fetched++;
+		crawled++;
 		int r = shmq_task_done(c->q);
 		if (r < 0) {
 			fprintf(stderr, "crawler: task_done: %s\n", strerror(-r));
@@ -337,8 +338,8 @@ static int cmd_crawl(int argc, char **argv)
 		perror(dir);
 		return 1;
 	}
-	/* Every page once, plus broken and dropped-later targets: twice the
-	 * pages is generous for a site, and --max-urls overrides it. */
+	/* Room for every page, the missing files links point to, and slack:
+	 * twice the pages is generous for a site; --max-urls overrides it. */
 	if (!max_urls)
 		max_urls = 2 * html_files + 1024;
 
@@ -350,8 +351,9 @@ static int cmd_crawl(int argc, char **argv)
 	shmq_queue_attr_init(&attr);
 	attr.flags = SHMQ_JOINABLE;
 	attr.msg_max = URL_MAX;
-	attr.cell_size = 64;
-	uint64_t cells = ((uint64_t)max_urls + workers) * ((URL_MAX + 55) / 56);
+	attr.cell_size = 64; /* a cell carries 56 bytes: most paths take one */
+	uint32_t per_cell = attr.cell_size - 8;
+	uint64_t cells = ((uint64_t)max_urls + workers) * ((URL_MAX + per_cell - 1) / per_cell);
 	if (cells > SHMQ_MAX_CAPACITY) {
 		fprintf(stderr, "crawler: --max-urls %u needs a queue larger than shmq allows\n",
 			max_urls);
@@ -436,7 +438,7 @@ static int cmd_crawl(int argc, char **argv)
 	       (unsigned long long)atomic_load(&c.st->broken), elapsed,
 	       elapsed > 0 ? (double)pages / elapsed : 0.0);
 	if (atomic_load(&c.st->dropped))
-		printf("dropped links (longer than %d bytes resolved): %llu\n", URL_MAX,
+		printf("dropped links (the bare root, or longer than %d bytes): %llu\n", URL_MAX,
 		       (unsigned long long)atomic_load(&c.st->dropped));
 	if (atomic_load(&c.st->full)) {
 		fprintf(stderr, "crawler: the visited-set is full (%u URLs): %llu links not followed;"
