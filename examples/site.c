@@ -102,6 +102,19 @@ static uint32_t random_mainland(const struct site *s)
 	return t;
 }
 
+/* Create (or truncate) dirfd/path for writing; NULL, said on stderr. */
+static FILE *create_at(int dirfd, const char *path)
+{
+	int fd = openat(dirfd, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!f) {
+		perror(path);
+		if (fd >= 0)
+			close(fd);
+	}
+	return f;
+}
+
 #define MAX_EDGES 16
 
 /* Write page `from` (or the index) and record its edges. */
@@ -109,14 +122,9 @@ static int write_page(struct site *s, int dirfd, uint32_t from)
 {
 	char path[64];
 	node_path(s, from, path, sizeof(path));
-	int fd = openat(dirfd, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-	if (!f) {
-		perror(path);
-		if (fd >= 0)
-			close(fd);
+	FILE *f = create_at(dirfd, path);
+	if (!f)
 		return -1;
-	}
 	fprintf(f, "<!DOCTYPE html>\n<html><head><title>%s</title>\n"
 		   "<link rel=\"stylesheet\" href=\"/style.css\"></head>\n<body>\n"
 		   "<p>Text with a stray < sign, 1 < 2 and 3 > 2.</p>\n<ul>\n", path);
@@ -167,14 +175,9 @@ static int write_page(struct site *s, int dirfd, uint32_t from)
 static int write_list(int dirfd, const char *name, const struct site *s, const uint32_t *nodes,
 		      uint32_t count)
 {
-	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-	if (!f) {
-		perror(name);
-		if (fd >= 0)
-			close(fd);
+	FILE *f = create_at(dirfd, name);
+	if (!f)
 		return -1;
-	}
 	char path[64];
 	for (uint32_t i = 0; i < count; i++) {
 		node_path(s, nodes[i], path, sizeof(path));
