@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 
@@ -46,6 +47,12 @@ void bench_producer_done(struct bench_worker *w)
 	atomic_fetch_add(&sh->sent_total, r->msgs);
 	if (atomic_fetch_add(&sh->prod_done, 1) + 1 == (uint32_t)w->c->np)
 		atomic_store(&sh->stop, 1); /* quota reached everywhere: stop now */
+}
+
+void bench_join_done(struct bench_worker *w)
+{
+	w->sh->prod[w->id].joined = true;
+	bench_producer_done(w);
 }
 
 void bench_consumer_done(struct bench_worker *w)
@@ -147,6 +154,41 @@ ssize_t bench_read_full(int fd, void *buf, size_t len)
 	return (ssize_t)done;
 }
 
+int bench_send_framed(int fd, const void *buf, size_t len)
+{
+	if (len > UINT32_MAX)
+		return -EMSGSIZE;
+	uint32_t hdr = (uint32_t)len;
+	struct iovec iov[2] = { { &hdr, sizeof(hdr) }, { (void *)buf, len } };
+	ssize_t r;
+	while ((r = writev(fd, iov, 2)) < 0 && errno == EINTR)
+		;
+	if (r < 0)
+		return -errno;
+	size_t done = (size_t)r; /* a partial write: the rest, plainly */
+	if (done < sizeof(hdr)) {
+		r = bench_write_full(fd, (char *)&hdr + done, sizeof(hdr) - done);
+		if (r < 0)
+			return (int)r;
+		done = sizeof(hdr);
+	}
+	done -= sizeof(hdr);
+	r = done < len ? bench_write_full(fd, (const char *)buf + done, len - done) : 0;
+	return r < 0 ? (int)r : 0;
+}
+
+ssize_t bench_recv_framed(int fd, void *buf, size_t cap)
+{
+	uint32_t hdr;
+	ssize_t r = bench_read_full(fd, &hdr, sizeof(hdr));
+	if (r != (ssize_t)sizeof(hdr))
+		return r < 0 ? r : r == 0 ? -EPIPE : -EPROTO;
+	if (hdr > cap)
+		return -EMSGSIZE;
+	r = bench_read_full(fd, buf, hdr);
+	return r < 0 ? r : r != (ssize_t)hdr ? -EPROTO : r;
+}
+
 size_t bench_depth(size_t size)
 {
 	size_t n = (256u << 10) / (size < 64 ? 64 : size);
@@ -164,15 +206,25 @@ void bench_pin(int cpu)
 int bench_ping_rounds(struct bench_worker *w, void *ctx,
 		      int (*round)(void *ctx, void *buf, size_t size))
 {
-	char *buf = bench_buf(w->c->size);
+	size_t size = w->c->size, n = size < 8 ? size : 8;
+	char *buf = bench_buf(size), sent[8];
+	struct bench_hist *h = w->c->kind == CASE_CONN_PP ? &w->sh->hist[0] : NULL;
 	bench_ready(w);
-	int64_t t0 = bench_now();
+	int64_t t0 = bench_now(), t = t0;
 	uint64_t i = 0;
 	int rc = 0;
 	for (; bench_pp_more(w, i); i++) {
 		bench_fill(w, buf);
-		if ((rc = round(ctx, buf, w->c->size)) < 0)
+		memcpy(sent, buf, n);
+		if ((rc = round(ctx, buf, size)) < 0)
 			break;
+		if (h) { /* one clock read per round: its end is the next one's start */
+			int64_t now = bench_now();
+			bench_hist_add(h, (uint64_t)(now - t));
+			t = now;
+		}
+		if (memcmp(sent, buf, n) != 0)
+			w->errors++;
 	}
 	bench_pp_record(w, i, bench_now() - t0);
 	return rc;

@@ -15,7 +15,18 @@
  *
  * Every message starts with an 8-byte word (producer id << 48 | sequence) and,
  * when it has room, repeats it in its last 8 bytes (a cheap tear check); in
- * latency cases bytes 8..15 carry the CLOCK_MONOTONIC send time.
+ * latency cases bytes 8..15 carry the CLOCK_MONOTONIC send time. A message
+ * shorter than 8 bytes (Pipe cases, one producer) carries the low bytes of the
+ * sequence number.
+ *
+ * JoinableQueue case (CASE_JOIN, peers with PF_JOIN): consumers mark every
+ * message done after bench_got; each producer, after its last message, waits
+ * for the join and then calls bench_join_done(w) instead of
+ * bench_producer_done(w): the time ends when the last join returns. Pipe
+ * cases (CASE_CONN one way, CASE_CONN_PP ping-pong, peers with PF_CONN): the
+ * same producer/consumer and ping/pong hooks, but messages must be framed by
+ * the system as a Pipe frames them (the receiver does not know their size):
+ * stream peers use bench_send_framed / bench_recv_framed.
  */
 #ifndef SHMQ_BENCH_PEER_H
 #define SHMQ_BENCH_PEER_H
@@ -53,6 +64,9 @@ enum bench_kind {
 	CASE_TPUT,     /* throughput, P x C */
 	CASE_LATENCY,  /* one-way latency from timestamps, P x C (paced or not) */
 	CASE_PINGPONG, /* blocking round trip, 1 x 1 */
+	CASE_JOIN,     /* JoinableQueue: put + task_done, producers join; P x C */
+	CASE_CONN,     /* Pipe one way: framed messages of any size, 1 x 1 */
+	CASE_CONN_PP,  /* Pipe ping-pong: every round trip timed, 1 x 1 */
 };
 
 struct bench_case {
@@ -65,6 +79,11 @@ struct bench_case {
 	double rate;       /* latency cases: offered messages/s, all producers; 0 = flat out */
 };
 
+static inline bool bench_is_conn(const struct bench_case *c)
+{
+	return c->kind == CASE_CONN || c->kind == CASE_CONN_PP;
+}
+
 struct bench_hist {
 	uint64_t n;
 	uint64_t max;
@@ -76,6 +95,7 @@ struct bench_wres {
 	uint64_t errors;
 	int64_t t_end; /* last message handled after stop was seen, or the end */
 	int rc;
+	bool joined;   /* CASE_JOIN: t_end is when this producer's join returned */
 	char note[120];
 };
 
@@ -91,7 +111,8 @@ struct bench_shared {
 	_Alignas(128) _Atomic uint64_t recv_total;
 	_Alignas(128) struct bench_wres prod[BENCH_MAX_WORKERS];
 	struct bench_wres cons[BENCH_MAX_WORKERS];
-	struct bench_hist hist[BENCH_MAX_WORKERS]; /* per consumer, latency cases */
+	struct bench_hist hist[BENCH_MAX_WORKERS]; /* per consumer, latency cases;
+						      [0]: round trips, CASE_CONN_PP */
 	uint64_t pp_rounds;                        /* ping-pong: round trips done */
 	int64_t pp_ns;                             /* ping-pong: their time */
 };
@@ -114,6 +135,7 @@ struct bench_worker {
 
 void bench_ready(struct bench_worker *w);             /* start barrier */
 void bench_producer_done(struct bench_worker *w);     /* counts, end time */
+void bench_join_done(struct bench_worker *w);         /* the same, after a join */
 void bench_consumer_done(struct bench_worker *w);
 void bench_set_note(struct bench_worker *w, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -141,6 +163,10 @@ static inline void bench_fill(struct bench_worker *w, void *buf)
 {
 	uint64_t h = (uint64_t)w->id << 48 | w->seq++;
 	size_t n = w->c->size;
+	if (n < 8) { /* one producer: the low bytes of the sequence */
+		memcpy(buf, &h, n);
+		return;
+	}
 	memcpy(buf, &h, 8);
 	if (w->timed) {
 		int64_t t = bench_now();
@@ -160,6 +186,14 @@ static inline void bench_got(struct bench_worker *w, const void *buf, size_t len
 	w->msgs++;
 	if (len != n) {
 		w->errors++;
+		return;
+	}
+	if (n < 8) {
+		h = ++w->last[0];
+		if (memcmp(buf, &h, n) != 0)
+			w->errors++;
+		if (__builtin_expect(bench_stopping(w), 0))
+			w->t_end = bench_now();
 		return;
 	}
 	memcpy(&h, buf, 8);
@@ -213,6 +247,17 @@ enum {
 	PF_NOEOF = 32,    /* no end-of-data: consumers finish on counts (info only) */
 	PF_TPUT_ONLY = 64,/* no latency case */
 	PF_ZC = 128,      /* zero-copy: touches only the header and trailer in place */
+	PF_JOIN = 256,    /* runs the JoinableQueue case (CASE_JOIN) */
+	PF_CONN = 512,    /* runs the Pipe cases (CASE_CONN, CASE_CONN_PP) */
+	PF_ONLY = 1024,   /* runs only the cases its PF_JOIN / PF_CONN name */
+};
+
+/* What a peer's run() hook measured. */
+struct bench_run {
+	uint64_t msgs, errors; /* ping-pong: msgs = round trips */
+	int64_t wall_ns;
+	struct bench_hist hist; /* CASE_CONN_PP: every round trip */
+	char note[120];
 };
 
 struct bench_result; /* harness */
@@ -231,9 +276,8 @@ struct bench_peer {
 	int (*consumer)(void *ctx, struct bench_worker *w);
 	void (*teardown)(void *ctx);
 	/* Instead of the above: measure the whole case itself (external program,
-	 * single-process reference). Fills msgs, wall_ns, errors, note. */
-	int (*run)(const struct bench_case *c, uint64_t *msgs, int64_t *wall_ns,
-		   uint64_t *errors, char *note, size_t note_len);
+	 * single-process reference). Returns 0 or -errno. */
+	int (*run)(const struct bench_case *c, struct bench_run *out);
 	/* Blocking ping-pong of c->size bytes: ping() does round trips until
 	 * bench_stopping() and sends a last message that ends pong(); it stores
 	 * the count and time in sh->pp_rounds/pp_ns. */
@@ -242,6 +286,8 @@ struct bench_peer {
 	int (*ping)(void *ctx, struct bench_worker *w);
 	int (*pong)(void *ctx, struct bench_worker *w);
 	void (*pp_teardown)(void *ctx);
+	/* What the peer models in this case (a line under the table), or NULL. */
+	const char *(*models)(const struct bench_case *c);
 };
 
 extern const struct bench_peer *const bench_peers[]; /* bench/peers.c, NULL-terminated */
@@ -256,6 +302,13 @@ extern const char *bench_mp_script;                 /* bench/mp_peers.py */
 void *bench_buf(size_t size);
 ssize_t bench_write_full(int fd, const void *buf, size_t len);
 ssize_t bench_read_full(int fd, void *buf, size_t len);
+/* A Pipe's framing on a byte stream: a 4-byte length, then the payload; one
+ * writev(2) per message (more only for the rest of a partial write); the
+ * receiver reads the length, then the payload, each fully. send: 0 or
+ * -errno; recv: the length, -EPIPE at end of stream, -EMSGSIZE, -EPROTO
+ * (the stream ended inside a message), -errno. */
+int bench_send_framed(int fd, const void *buf, size_t len);
+ssize_t bench_recv_framed(int fd, void *buf, size_t cap);
 /* Messages a bounded peer buffers at most: about 256 KiB, 16 .. 4096. */
 size_t bench_depth(size_t size);
 void bench_pin(int cpu); /* best effort */
@@ -265,13 +318,16 @@ static inline void bench_pp_record(struct bench_worker *w, uint64_t rounds, int6
 {
 	w->sh->pp_rounds = rounds;
 	w->sh->pp_ns = ns;
+	w->sh->prod[w->id].errors = w->errors;
 }
 
 /* The ping side of every ping-pong: after the start barrier, round trips of
  * c->size bytes until the harness stops it, timed the same way for every
- * system and recorded with bench_pp_record. round(ctx, buf, size) sends buf
- * and waits for the echo into buf: 0, or -errno to stop. Returns 0 or the
- * first error; the caller then tells the pong side to end. */
+ * system and recorded with bench_pp_record (CASE_CONN_PP: every round trip
+ * into sh->hist[0] too). round(ctx, buf, size) sends buf and waits for the
+ * echo into buf: 0, or -errno to stop. An echo that differs from what was
+ * sent counts as an integrity error. Returns 0 or the first error; the caller
+ * then tells the pong side to end. */
 int bench_ping_rounds(struct bench_worker *w, void *ctx,
 		      int (*round)(void *ctx, void *buf, size_t size));
 

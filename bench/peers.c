@@ -8,8 +8,11 @@ PEER(peer_shmq)
 PEER(peer_shmq_nb)
 PEER(peer_shmq_batch)
 PEER(peer_shmq_zc)
+PEER(peer_shmq_queue)
+PEER(peer_shmq_pipe_sized)
 PEER(peer_pipe)
 PEER(peer_socketpair)
+PEER(peer_socketpair_stream)
 PEER(peer_mq)
 PEER(peer_mutexcv)
 PEER(peer_ck_mpmc)
@@ -30,8 +33,11 @@ const struct bench_peer *const bench_peers[] = {
 	&peer_shmq_nb,
 	&peer_shmq_batch,
 	&peer_shmq_zc,
+	&peer_shmq_queue,
+	&peer_shmq_pipe_sized,
 	&peer_pipe,
 	&peer_socketpair,
+	&peer_socketpair_stream,
 	&peer_mq,
 	&peer_mutexcv,
 #ifdef HAVE_CK

@@ -49,7 +49,7 @@ static void *worker_run(void *arg)
 		w->interval = (int64_t)(1e9 * a->c->np / a->c->rate);
 	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
 	int rc;
-	if (a->c->kind == CASE_PINGPONG)
+	if (a->c->kind == CASE_PINGPONG || a->c->kind == CASE_CONN_PP)
 		rc = a->producer ? a->p->ping(a->ctx, w) : a->p->pong(a->ctx, w);
 	else
 		rc = a->producer ? a->p->producer(a->ctx, w) : a->p->consumer(a->ctx, w);
@@ -69,11 +69,30 @@ static void child_init(void)
 	signal(SIGTERM, SIG_DFL);
 }
 
+void hist_merge(struct bench_hist *into, const struct bench_hist *h)
+{
+	into->n += h->n;
+	if (h->max > into->max)
+		into->max = h->max;
+	for (int i = 0; i < BENCH_LAT_BUCKETS; i++)
+		into->b[i] += h->b[i];
+}
+
+/* A run's latency percentiles, and its histogram into the system's merged one. */
+static void sample_hist(struct sample *out, const struct bench_hist *one, struct bench_hist *all)
+{
+	out->p50 = hist_pct(one, 0.50);
+	out->p99 = hist_pct(one, 0.99);
+	out->p999 = hist_pct(one, 0.999);
+	if (all)
+		hist_merge(all, one);
+}
+
 /* Run the case in worker processes (or threads of one child process). */
 static void run_workers(const struct bench_peer *p, const struct bench_case *c, struct sample *out,
 			struct bench_hist *hist)
 {
-	bool pp = c->kind == CASE_PINGPONG;
+	bool pp = c->kind == CASE_PINGPONG || c->kind == CASE_CONN_PP;
 	struct bench_shared *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
 				       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED) {
@@ -203,18 +222,23 @@ static void run_workers(const struct bench_peer *p, const struct bench_case *c, 
 
 	uint64_t sent = 0, got = 0, errors = 0;
 	int64_t t_end = 0;
+	int joined = 0;
 	for (int i = 0; i < c->np; i++) {
 		sent += sh->prod[i].msgs;
 		errors += sh->prod[i].errors;
+		joined += sh->prod[i].joined;
 		if (sh->prod[i].t_end > t_end)
 			t_end = sh->prod[i].t_end;
 		if (!out->note[0] && sh->prod[i].note[0])
 			snprintf(out->note, sizeof(out->note), "%s", sh->prod[i].note);
 	}
+	/* Every producer joined: the time ends when the last join returned (a
+	 * consumer may notice the end of data later). */
+	bool by_join = joined == c->np;
 	for (int i = 0; i < c->nc; i++) {
 		got += sh->cons[i].msgs;
 		errors += sh->cons[i].errors;
-		if (sh->cons[i].t_end > t_end)
+		if (sh->cons[i].t_end > t_end && !by_join)
 			t_end = sh->cons[i].t_end;
 		if (!out->note[0] && sh->cons[i].note[0])
 			snprintf(out->note, sizeof(out->note), "%s", sh->cons[i].note);
@@ -223,7 +247,10 @@ static void run_workers(const struct bench_peer *p, const struct bench_case *c, 
 		if (!failed && sh->pp_rounds > 0) {
 			out->ok = true;
 			out->msgs = sh->pp_rounds;
+			out->errors = errors;
 			out->rtt_ns = (double)sh->pp_ns / (double)sh->pp_rounds;
+			if (c->kind == CASE_CONN_PP)
+				sample_hist(out, &sh->hist[0], hist);
 		}
 	} else {
 		if (got != sent && !failed) {
@@ -247,11 +274,7 @@ static void run_workers(const struct bench_peer *p, const struct bench_case *c, 
 			struct bench_hist one = { 0 };
 			for (int i = 0; i < c->nc; i++)
 				hist_merge(&one, &sh->hist[i]);
-			out->p50 = hist_pct(&one, 0.50);
-			out->p99 = hist_pct(&one, 0.99);
-			out->p999 = hist_pct(&one, 0.999);
-			if (hist)
-				hist_merge(hist, &one);
+			sample_hist(out, &one, hist);
 		}
 	}
 	if (errors && !out->note[0])
@@ -262,33 +285,34 @@ static void run_workers(const struct bench_peer *p, const struct bench_case *c, 
 	munmap(sh, sizeof(*sh));
 }
 
-void hist_merge(struct bench_hist *into, const struct bench_hist *h)
-{
-	into->n += h->n;
-	if (h->max > into->max)
-		into->max = h->max;
-	for (int i = 0; i < BENCH_LAT_BUCKETS; i++)
-		into->b[i] += h->b[i];
-}
 
 void run_one(const struct bench_peer *p, const struct bench_case *c, struct sample *out,
 	     struct bench_hist *hist)
 {
 	memset(out, 0, sizeof(*out));
-	if (p->run && c->kind == CASE_TPUT) {
-		uint64_t msgs = 0, errors = 0;
-		int64_t wall = 0;
-		int rc = p->run(c, &msgs, &wall, &errors, out->note, sizeof(out->note));
-		out->msgs = msgs;
-		out->errors = errors;
-		out->wall = (double)wall / 1e9;
-		if (rc == 0 && msgs > 0 && wall > 0) {
+	if (p->run && c->kind != CASE_LATENCY && c->kind != CASE_PINGPONG) {
+		struct bench_run *res = calloc(1, sizeof(*res));
+		if (!res) {
+			snprintf(out->note, sizeof(out->note), "out of memory");
+			return;
+		}
+		int rc = p->run(c, res);
+		snprintf(out->note, sizeof(out->note), "%s", res->note);
+		out->msgs = res->msgs;
+		out->errors = res->errors;
+		out->wall = (double)res->wall_ns / 1e9;
+		if (rc == 0 && res->msgs > 0 && res->wall_ns > 0) {
 			out->ok = true;
-			out->mps = (double)msgs / out->wall;
+			out->mps = (double)res->msgs / out->wall;
 			out->gbs = out->mps * (double)c->size / 1e9;
+			if (c->kind == CASE_CONN_PP) {
+				out->rtt_ns = (double)res->wall_ns / (double)res->msgs;
+				sample_hist(out, &res->hist, hist);
+			}
 		} else if (!out->note[0]) {
 			snprintf(out->note, sizeof(out->note), "failed (%d)", rc);
 		}
+		free(res);
 		return;
 	}
 	run_workers(p, c, out, hist);

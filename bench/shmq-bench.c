@@ -53,13 +53,15 @@ static struct {
 	int npc;
 	size_t sizes[8];
 	int nsizes;
+	size_t pipe_sizes[8]; /* Pipe cases */
+	int npipe_sizes;
 	const char *systems; /* comma list or NULL */
 	double secs;
 	uint64_t max_msgs;
 	unsigned batch;
 	double rate;
 	const char *json, *plot;
-	bool no_lat, no_pp, no_tput;
+	bool no_lat, no_pp, no_tput, no_join, no_pipe, no_pipe_pp;
 	bool verbose;
 } opt;
 
@@ -68,17 +70,23 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: shmq-bench [--quick | --full] [options]\n"
 		"  --quick           reduced set, under 2 minutes: 8 B and 1 KiB, 1x1 2x2 4x4,\n"
-		"                    the main systems, 3 repetitions\n"
+		"                    the main systems, 3 repetitions; JoinableQueue 1x4, Pipe one\n"
+		"                    way 1 KiB and 1 MiB, Pipe ping-pong 1 KiB (all their systems)\n"
 		"  --full            everything (the default)\n"
 		"  -p P -c C         one producer x consumer shape (repeatable: -p 2 -c 2 -p 1 -c 4)\n"
-		"  -s SIZES          message sizes, comma separated (8,64,1K,64K)\n"
+		"  -s SIZES          message sizes, comma separated (8,64,1K,64K); JoinableQueue\n"
+		"                    cases too (default 8 B)\n"
+		"  --pipe-sizes SIZES  Pipe cases (default 1,1K,1M)\n"
 		"  -S SYSTEMS        systems to run, comma separated (see --list); shmq always runs\n"
 		"  -r N              repetitions (default 5, quick 3)\n"
 		"  -t SECONDS        time per run (default 0.3, quick 0.2)\n"
 		"  -n N              at most N messages per producer per run\n"
 		"  -b N              burst size of the batch modes (default 32)\n"
 		"  --rate R          offered load of the paced latency cases, msgs/s (default 10000)\n"
-		"  --no-latency, --no-pingpong, --no-throughput\n"
+		"  --no-latency, --no-pingpong, --no-throughput, --no-join, --no-pipe (one way and\n"
+		"                    ping-pong)\n"
+		"  --cases LIST      only these kinds: throughput,latency,pingpong,join,pipe,\n"
+		"                    pipe-pingpong\n"
 		"  --json FILE       write every sample as JSON\n"
 		"  --plot FILE.png   throughput and latency plots (gnuplot)\n"
 		"  --mp-script PATH  bench/mp_peers.py\n"
@@ -89,6 +97,8 @@ static size_t parse_size(const char *s)
 {
 	char *end;
 	unsigned long long v = strtoull(s, &end, 10);
+	if (end == s)
+		return 0;
 	if (*end == 'k' || *end == 'K')
 		v <<= 10;
 	else if (*end == 'm' || *end == 'M')
@@ -96,7 +106,41 @@ static size_t parse_size(const char *s)
 	return (size_t)v;
 }
 
-static bool system_selected(const struct bench_peer *p)
+/* The JoinableQueue and Pipe cases. */
+static bool new_kind(const struct bench_case *c)
+{
+	return c->kind == CASE_JOIN || bench_is_conn(c);
+}
+
+/* --cases: run only the kinds named. 0, or -1 after a message. */
+static int parse_cases(const char *list)
+{
+	static const struct {
+		const char *name;
+		bool *off;
+	} kinds[] = { { "throughput", &opt.no_tput }, { "latency", &opt.no_lat },
+		      { "pingpong", &opt.no_pp },	  { "join", &opt.no_join },
+		      { "pipe", &opt.no_pipe },	  { "pipe-pingpong", &opt.no_pipe_pp } };
+	size_t nk = sizeof(kinds) / sizeof(kinds[0]);
+	for (size_t k = 0; k < nk; k++)
+		*kinds[k].off = true;
+	for (const char *s = list; *s;) {
+		size_t l = strcspn(s, ",");
+		size_t k = 0;
+		while (k < nk && !(strlen(kinds[k].name) == l && strncmp(s, kinds[k].name, l) == 0))
+			k++;
+		if (k == nk) {
+			fprintf(stderr, "shmq-bench: --cases: unknown kind '%.*s' (throughput, latency, "
+					"pingpong, join, pipe, pipe-pingpong)\n", (int)l, s);
+			return -1;
+		}
+		*kinds[k].off = false;
+		s += l + (s[l] == ',');
+	}
+	return 0;
+}
+
+static bool system_selected(const struct bench_peer *p, const struct bench_case *c)
 {
 	if (opt.systems) {
 		if (p->flags & PF_SHMQ && strcmp(p->name, "shmq") == 0)
@@ -111,7 +155,9 @@ static bool system_selected(const struct bench_peer *p)
 		}
 		return false;
 	}
-	return !opt.quick || (p->flags & PF_MAIN);
+	/* --quick: the main systems; the JoinableQueue and Pipe cases have few
+	 * systems: all of them. */
+	return !opt.quick || (p->flags & PF_MAIN) || new_kind(c);
 }
 
 /* ------------------------------------------------------------ numbers ---- */
@@ -143,7 +189,16 @@ static struct stat3 stats(const double *v, int n)
 
 static double metric(const struct bench_case *c, const struct sample *s)
 {
-	return c->kind == CASE_PINGPONG ? s->rtt_ns : c->kind == CASE_LATENCY ? s->p999 : s->mps;
+	switch (c->kind) {
+	case CASE_PINGPONG:
+		return s->rtt_ns;
+	case CASE_LATENCY:
+		return s->p999;
+	case CASE_CONN_PP:
+		return s->p50;
+	default:
+		return s->mps;
+	}
 }
 
 static struct stat3 sys_stat(const struct caseres *cr, const struct sysres *sr)
@@ -198,7 +253,9 @@ static const char *human_ns(double ns, char *buf, size_t len)
 
 static const char *size_str(size_t s, char *buf, size_t len)
 {
-	if (s >= 1024 && s % 1024 == 0)
+	if (s >= (1u << 20) && s % (1u << 20) == 0)
+		snprintf(buf, len, "%zu MiB", s >> 20);
+	else if (s >= 1024 && s % 1024 == 0)
 		snprintf(buf, len, "%zu KiB", s / 1024);
 	else
 		snprintf(buf, len, "%zu B", s);
@@ -245,13 +302,20 @@ static struct caseres *add_case(enum bench_kind kind, int np, int nc, size_t siz
 
 static bool peer_can(const struct bench_peer *p, const struct bench_case *c)
 {
+	bool only = p->flags & PF_ONLY;
 	switch (c->kind) {
 	case CASE_TPUT:
-		return p->producer || p->run;
+		return !only && (p->producer || p->run);
 	case CASE_LATENCY:
-		return p->producer && !(p->flags & (PF_TPUT_ONLY | PF_REF));
+		return !only && p->producer && !(p->flags & (PF_TPUT_ONLY | PF_REF));
 	case CASE_PINGPONG:
-		return p->ping != NULL;
+		return !only && p->ping != NULL;
+	case CASE_JOIN:
+		return (p->flags & PF_JOIN) && (p->producer || p->run);
+	case CASE_CONN:
+		return (p->flags & PF_CONN) && (p->producer || p->run);
+	case CASE_CONN_PP:
+		return (p->flags & PF_CONN) && (p->ping || p->run);
 	}
 	return false;
 }
@@ -278,6 +342,18 @@ static void case_title(const struct bench_case *c, char *buf, size_t len)
 	case CASE_PINGPONG:
 		snprintf(buf, len, "Blocking ping-pong round trip: %s each way, 1 x 1", sz);
 		break;
+	case CASE_JOIN:
+		snprintf(buf, len,
+			 "JoinableQueue: %s messages, %d producer%s x %d consumer%s, put + task_done, "
+			 "timed until join returns",
+			 sz, c->np, c->np > 1 ? "s" : "", c->nc, c->nc > 1 ? "s" : "");
+		break;
+	case CASE_CONN:
+		snprintf(buf, len, "Pipe one way: %s messages, 1 x 1", sz);
+		break;
+	case CASE_CONN_PP:
+		snprintf(buf, len, "Pipe ping-pong: every round trip of %s each way timed, 1 x 1", sz);
+		break;
 	}
 }
 
@@ -285,6 +361,15 @@ static void build_cases(void)
 {
 	static const int def_pc[][2] = { { 1, 1 }, { 2, 2 }, { 4, 4 }, { 1, 4 }, { 4, 1 } };
 	static const int quick_pc[][2] = { { 1, 1 }, { 2, 2 }, { 4, 4 } };
+	/* JoinableQueue: one coordinator and workers is the usual shape. */
+	static const int join_pc[][2] = { { 1, 1 }, { 1, 4 }, { 2, 2 }, { 4, 4 } };
+	static const int join_quick_pc[][2] = { { 1, 4 } };
+	size_t join_sizes[8] = { 8 };
+	int njoin_sizes = 1;
+	if (opt.nsizes) { /* -s given */
+		memcpy(join_sizes, opt.sizes, sizeof(join_sizes));
+		njoin_sizes = opt.nsizes;
+	}
 	int npc = opt.npc;
 	int (*pc)[2] = opt.pc;
 	if (!opt.have_pc) {
@@ -326,6 +411,26 @@ static void build_cases(void)
 			}
 		}
 	}
+	if (!opt.no_join) {
+		const int(*jpc)[2] = opt.have_pc ? (const int(*)[2])opt.pc
+				     : opt.quick ? join_quick_pc : join_pc;
+		int njpc = opt.have_pc ? opt.npc : opt.quick ? 1 : 4;
+		for (int s = 0; s < njoin_sizes; s++)
+			for (int i = 0; i < njpc; i++)
+				add_case(CASE_JOIN, jpc[i][0], jpc[i][1], join_sizes[s], 0);
+	}
+	/* Pipe cases: 1 B, 1 KiB, 1 MiB unless --pipe-sizes; --quick: one way
+	 * 1 KiB and 1 MiB, ping-pong 1 KiB. */
+	bool pipe_given = opt.npipe_sizes > 0;
+	static const size_t pipe_def[] = { 1, 1024, 1u << 20 };
+	for (int i = 0; !pipe_given && i < 3; i++)
+		opt.pipe_sizes[opt.npipe_sizes++] = pipe_def[i];
+	for (int i = 0; !opt.no_pipe && i < opt.npipe_sizes; i++)
+		if (pipe_given || !opt.quick || opt.pipe_sizes[i] != 1)
+			add_case(CASE_CONN, 1, 1, opt.pipe_sizes[i], 0);
+	for (int i = 0; !opt.no_pipe_pp && i < opt.npipe_sizes; i++)
+		if (pipe_given || !opt.quick || opt.pipe_sizes[i] == 1024)
+			add_case(CASE_CONN_PP, 1, 1, opt.pipe_sizes[i], 0);
 	/* Systems per case: shmq first (the baseline of every ratio). */
 	for (int k = 0; k < ncases; k++) {
 		struct caseres *cr = &cases[k];
@@ -336,7 +441,7 @@ static void build_cases(void)
 		}
 		for (int i = 0; bench_peers[i]; i++) {
 			const struct bench_peer *p = bench_peers[i];
-			if (!peer_can(p, &cr->c) || !system_selected(p))
+			if (!peer_can(p, &cr->c) || !system_selected(p, &cr->c))
 				continue;
 			if (cr->c.kind == CASE_LATENCY && opt.quick && !(p->flags & PF_MAIN))
 				continue;
@@ -393,26 +498,49 @@ static const char *first_note(const struct sysres *sr)
 	return NULL;
 }
 
+/* Median over the repetitions of the messages/s, or of the mean round trip. */
+static double rep_median(const struct sysres *sr, bool rtt)
+{
+	double v[MAX_REPS];
+	int n = 0;
+	for (int r = 0; r < reps; r++)
+		if (sr->s[r].ok)
+			v[n++] = rtt ? sr->s[r].rtt_ns : sr->s[r].mps;
+	return stats(v, n).med;
+}
+
+/* Did an earlier case's table already say what p models, in these words? */
+static bool models_said(const struct caseres *cr, const struct bench_peer *p, const char *m)
+{
+	for (const struct caseres *e = cases; e < cr; e++)
+		for (int i = 0; i < e->nsys; i++)
+			if (e->sys[i].p == p && p->models(&e->c) && strcmp(p->models(&e->c), m) == 0)
+				return true;
+	return false;
+}
+
 static void print_case(struct caseres *cr)
 {
 	char title[160], a[32], b[32], d[32];
 	case_title(&cr->c, title, sizeof(title));
 	printf("\n### %s\n", title);
 	struct sysres *base = find_sys(cr, "shmq");
-	switch (cr->c.kind) {
-	case CASE_TPUT:
-		printf("%-22s %-30s %-8s %s\n", "system", "msgs/s median [min..max]", "GB/s",
-		       "this/shmq median [min..max]");
-		break;
-	case CASE_LATENCY:
-		printf("%-22s %-10s %-10s %-10s %-10s %-10s %s\n", "system", "p50", "p99", "p99.9",
-		       "max", "msgs/s", "p99.9 median [min..max] of reps");
-		break;
-	case CASE_PINGPONG:
-		printf("%-22s %-34s %s\n", "system", "round trip median [min..max]",
-		       "this/shmq median [min..max]");
-		break;
-	}
+	/* Column heads, aligned with the rows' printf widths below. */
+	static const char *const head[] = {
+		[CASE_TPUT] = "system                 msgs/s median [min..max]       GB/s     "
+			"this/shmq median [min..max]",
+		[CASE_LATENCY] = "system                 p50        p99        p99.9      max        "
+			"msgs/s     p99.9 median [min..max] of reps",
+		[CASE_PINGPONG] = "system                 round trip median [min..max]       this/shmq "
+			"median [min..max]",
+		[CASE_JOIN] = "system                 msgs/s median [min..max]       this/shmq "
+			"median [min..max]",
+		[CASE_CONN] = "system                 msgs/s median [min..max]       MB/s      "
+			"this/shmq median [min..max]",
+		[CASE_CONN_PP] = "system                 p50        p99        p99.9      mean       "
+			"p50 of reps median [min..max]    this/shmq (p50)",
+	};
+	printf("%s\n", head[cr->c.kind]);
 	for (int i = 0; i < cr->nsys; i++) {
 		struct sysres *sr = &cr->sys[i];
 		struct stat3 st = sys_stat(cr, sr);
@@ -426,39 +554,43 @@ static void print_case(struct caseres *cr)
 		char rs[64] = "-";
 		if (ratio.n)
 			snprintf(rs, sizeof(rs), "%.2f [%.2f..%.2f]", ratio.med, ratio.min, ratio.max);
+		/* The metric's median [min..max]: a rate, or a time. */
+		bool is_time = cr->c.kind == CASE_LATENCY || cr->c.kind == CASE_PINGPONG ||
+			       cr->c.kind == CASE_CONN_PP;
+		const char *(*fmt)(double, char *, size_t) = is_time ? human_ns : human;
+		snprintf(range, sizeof(range), "%s [%s..%s]", fmt(st.med, a, sizeof(a)),
+			 fmt(st.min, b, sizeof(b)), fmt(st.max, d, sizeof(d)));
+		char pct[3][24]; /* merged p50, p99, p99.9 */
+		const double q[3] = { 0.5, 0.99, 0.999 };
+		for (int j = 0; j < 3; j++)
+			human_ns(hist_pct(&sr->hist, q[j]), pct[j], sizeof(pct[j]));
 		switch (cr->c.kind) {
-		case CASE_TPUT: {
-			snprintf(range, sizeof(range), "%s [%s..%s]", human(st.med, a, sizeof(a)),
-				 human(st.min, b, sizeof(b)), human(st.max, d, sizeof(d)));
-			double gbs = st.med * (double)cr->c.size / 1e9;
-			printf("%-22s %-30s %-8.3f %s", sr->p->label, range, gbs, rs);
+		case CASE_TPUT:
+			printf("%-22s %-30s %-8.3f %s", sr->p->label, range,
+			       st.med * (double)cr->c.size / 1e9, rs);
 			break;
-		}
-		case CASE_LATENCY: {
-			char p50[24], p99[24], p999[24], mx[24];
-			double mps[MAX_REPS];
-			int n = 0;
-			for (int r = 0; r < reps; r++)
-				if (sr->s[r].ok)
-					mps[n++] = sr->s[r].mps;
-			struct stat3 ms = stats(mps, n);
-			human_ns(hist_pct(&sr->hist, 0.5), p50, sizeof(p50));
-			human_ns(hist_pct(&sr->hist, 0.99), p99, sizeof(p99));
-			human_ns(hist_pct(&sr->hist, 0.999), p999, sizeof(p999));
-			human_ns((double)sr->hist.max, mx, sizeof(mx));
-			human(ms.med, a, sizeof(a));
-			printf("%-22s %-10s %-10s %-10s %-10s %-10s ", sr->p->label, p50, p99, p999, mx,
-			       a);
-			human_ns(st.med, a, sizeof(a));
-			human_ns(st.min, b, sizeof(b));
-			human_ns(st.max, d, sizeof(d));
-			printf("%s [%s..%s]", a, b, d);
+		case CASE_LATENCY:
+			human_ns((double)sr->hist.max, b, sizeof(b));
+			human(rep_median(sr, false), a, sizeof(a));
+			printf("%-22s %-10s %-10s %-10s %-10s %-10s %s", sr->p->label, pct[0], pct[1],
+			       pct[2], b, a, range);
 			break;
-		}
 		case CASE_PINGPONG:
-			snprintf(range, sizeof(range), "%s [%s..%s]", human_ns(st.med, a, sizeof(a)),
-				 human_ns(st.min, b, sizeof(b)), human_ns(st.max, d, sizeof(d)));
 			printf("%-22s %-34s %s", sr->p->label, range, rs);
+			break;
+		case CASE_JOIN:
+			printf("%-22s %-30s %s", sr->p->label, range, rs);
+			break;
+		case CASE_CONN: {
+			double mbs = st.med * (double)cr->c.size / 1e6;
+			printf("%-22s %-30s %-9.*f %s", sr->p->label, range,
+			       mbs >= 100 ? 0 : mbs >= 10 ? 1 : 2, mbs, rs);
+			break;
+		}
+		case CASE_CONN_PP:
+			human_ns(rep_median(sr, true), a, sizeof(a));
+			printf("%-22s %-10s %-10s %-10s %-10s %-32s %s", sr->p->label, pct[0], pct[1],
+			       pct[2], a, range, rs);
 			break;
 		}
 		if (st.n < reps)
@@ -475,6 +607,15 @@ static void print_case(struct caseres *cr)
 		       "the others copy every byte in and out)\n");
 	for (int i = 0; i < cr->nskip; i++)
 		printf("skipped: %s\n", cr->skip[i]);
+	for (int i = 0; i < cr->nsys; i++) {
+		const struct bench_peer *p = cr->sys[i].p;
+		const char *m = p->models ? p->models(&cr->c) : NULL;
+		if (m && !models_said(cr, p, m))
+			printf("- %s: %s\n", p->label, m);
+	}
+	if (cr->c.kind == CASE_CONN_PP)
+		printf("(p50, p99, p99.9 over every round trip of every repetition; mean = median of "
+		       "the repetitions' means; ratios pair the repetitions' p50)\n");
 }
 
 /* ------------------------------------------------------------ targets ---- */
@@ -640,7 +781,16 @@ static void json_str(FILE *f, const char *s)
 
 static const char *kind_name(enum bench_kind k)
 {
-	return k == CASE_TPUT ? "throughput" : k == CASE_LATENCY ? "latency" : "pingpong";
+	static const char *const names[] = { [CASE_TPUT] = "throughput", [CASE_LATENCY] = "latency",
+					     [CASE_PINGPONG] = "pingpong", [CASE_JOIN] = "join",
+					     [CASE_CONN] = "pipe", [CASE_CONN_PP] = "pipe-pingpong" };
+	return names[k];
+}
+
+static const char *metric_name(enum bench_kind k)
+{
+	return k == CASE_LATENCY ? "p99.9_ns" : k == CASE_PINGPONG ? "round_trip_ns"
+	       : k == CASE_CONN_PP ? "round_trip_p50_ns" : "msgs_per_s";
 }
 
 static char machine[512];
@@ -669,13 +819,18 @@ static void write_json(const char *path)
 			json_str(f, sr->p->name);
 			fprintf(f, ",\"label\":");
 			json_str(f, sr->p->label);
+			const char *models = sr->p->models ? sr->p->models(c) : NULL;
+			if (models) {
+				fprintf(f, ",\"models\":");
+				json_str(f, models);
+			}
 			fprintf(f, ",\"metric\":\"%s\",\"median\":%g,\"min\":%g,\"max\":%g,",
-				c->kind == CASE_TPUT ? "msgs_per_s" :
-				c->kind == CASE_LATENCY ? "p99.9_ns" : "round_trip_ns",
-				st.med, st.min, st.max);
+				metric_name(c->kind), st.med, st.min, st.max);
+			if (c->kind == CASE_CONN)
+				fprintf(f, "\"mb_per_s_median\":%g,", st.med * (double)c->size / 1e6);
 			fprintf(f, "\"ratio_to_shmq\":{\"median\":%g,\"min\":%g,\"max\":%g},", ra.med,
 				ra.min, ra.max);
-			if (c->kind == CASE_LATENCY)
+			if (c->kind == CASE_LATENCY || c->kind == CASE_CONN_PP)
 				fprintf(f, "\"merged\":{\"n\":%llu,\"p50\":%g,\"p99\":%g,\"p999\":%g,"
 					   "\"max\":%llu},",
 					(unsigned long long)sr->hist.n, hist_pct(&sr->hist, 0.5),
@@ -907,13 +1062,17 @@ static void on_signal(int sig)
 
 int main(int argc, char **argv)
 {
-	enum { O_QUICK = 256, O_FULL, O_JSON, O_PLOT, O_RATE, O_NOLAT, O_NOPP, O_NOTPUT, O_MP, O_LIST };
+	enum { O_QUICK = 256, O_FULL, O_JSON, O_PLOT, O_RATE, O_NOLAT, O_NOPP, O_NOTPUT, O_MP, O_LIST,
+	       O_NOJOIN, O_NOPIPE, O_CASES, O_PIPESIZES };
 	static const struct option lo[] = {
 		{ "quick", no_argument, 0, O_QUICK },	   { "full", no_argument, 0, O_FULL },
 		{ "json", required_argument, 0, O_JSON },  { "plot", required_argument, 0, O_PLOT },
 		{ "rate", required_argument, 0, O_RATE },  { "no-latency", no_argument, 0, O_NOLAT },
 		{ "no-pingpong", no_argument, 0, O_NOPP }, { "no-throughput", no_argument, 0, O_NOTPUT },
 		{ "mp-script", required_argument, 0, O_MP }, { "list", no_argument, 0, O_LIST },
+		{ "no-join", no_argument, 0, O_NOJOIN },   { "no-pipe", no_argument, 0, O_NOPIPE },
+		{ "cases", required_argument, 0, O_CASES },
+		{ "pipe-sizes", required_argument, 0, O_PIPESIZES },
 		{ "help", no_argument, 0, 'h' },	   { 0, 0, 0, 0 }
 	};
 	int r_opt = 0, np = 0;
@@ -987,17 +1146,31 @@ int main(int argc, char **argv)
 		case O_NOTPUT:
 			opt.no_tput = true;
 			break;
+		case O_NOJOIN:
+			opt.no_join = true;
+			break;
+		case O_NOPIPE:
+			opt.no_pipe = opt.no_pipe_pp = true;
+			break;
+		case O_CASES:
+			if (parse_cases(optarg) < 0)
+				return 2;
+			break;
+		case O_PIPESIZES:
+			for (char *s = strtok(optarg, ","); s && opt.npipe_sizes < 8; s = strtok(NULL, ","))
+				opt.pipe_sizes[opt.npipe_sizes++] = parse_size(s);
+			break;
 		case O_MP:
 			bench_mp_script = optarg;
 			break;
 		case O_LIST:
 			for (int i = 0; bench_peers[i]; i++)
-				printf("%-14s %-22s%s%s%s\n", bench_peers[i]->name, bench_peers[i]->label,
+				printf("%-18s %-22s%s%s%s\n", bench_peers[i]->name, bench_peers[i]->label,
 				       bench_peers[i]->flags & PF_MAIN ? " [quick]" : "",
 				       bench_peers[i]->flags & PF_REF ? " [reference]" : "",
 				       bench_peers[i]->flags & PF_THREADS ? " [threads]" : "");
 			for (int i = 0; bench_missing[i].peer; i++)
-				printf("%-14s skipped: %s not installed at build time\n",
+				printf("%-18s skipped: %s not installed at build time\n",
 				       bench_missing[i].peer, bench_missing[i].package);
 			return 0;
 		case 'h':
@@ -1015,6 +1188,11 @@ int main(int argc, char **argv)
 	for (int i = 0; i < opt.nsizes; i++)
 		if (opt.sizes[i] < 8 || opt.sizes[i] > (16u << 20)) {
 			fprintf(stderr, "shmq-bench: message sizes are 8 B .. 16 MiB\n");
+			return 2;
+		}
+	for (int i = 0; i < opt.npipe_sizes; i++)
+		if (opt.pipe_sizes[i] < 1 || opt.pipe_sizes[i] > (64u << 20)) {
+			fprintf(stderr, "shmq-bench: Pipe message sizes are 1 B .. 64 MiB\n");
 			return 2;
 		}
 	if (opt.batch < 1 || opt.batch > 1024) {

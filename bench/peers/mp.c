@@ -3,7 +3,9 @@
  * barrier/stop/count rules as here); it prints one JSON line with its result.
  * Interleaved with the others like any system; interpreter start-up is outside
  * the measured time. Queue objects carry bytes (pickled); Pipe uses
- * send_bytes/recv_bytes, its fastest documented path. */
+ * send_bytes/recv_bytes, its fastest documented path. JoinableQueue case:
+ * put + task_done, each producer join()s. Pipe ping-pong: every round trip is
+ * timed into the harness's histogram buckets. */
 #include "../peer.h"
 
 #include <errno.h>
@@ -24,9 +26,44 @@ static double json_num(const char *s, const char *key)
 	return p ? strtod(p + strlen(k), NULL) : -1;
 }
 
-static int run_py(const char *kind, const struct bench_case *c, uint64_t *msgs, int64_t *wall_ns,
-		  uint64_t *errors, char *note, size_t note_len)
+/* "hist":[[bucket,count],...] into h. */
+static void json_hist(const char *s, struct bench_hist *h)
 {
+	const char *p = strstr(s, "\"hist\":");
+	if (!p)
+		return;
+	p += 7;
+	for (;;) {
+		char *end;
+		while (*p == '[' || *p == ',' || *p == ' ')
+			p++;
+		long idx = strtol(p, &end, 10);
+		if (end == p || *end != ',')
+			break;
+		long n = strtol(end + 1, &end, 10);
+		if (idx >= 0 && idx < BENCH_LAT_BUCKETS && n > 0) {
+			h->b[idx] += (uint32_t)n;
+			h->n += (uint64_t)n;
+		}
+		p = end;
+		while (*p == ']')
+			p++;
+		if (*p != ',')
+			break;
+	}
+	double mx = json_num(s, "max_ns");
+	h->max = mx > 0 ? (uint64_t)mx : 0;
+}
+
+static const char *case_arg(enum bench_kind k)
+{
+	return k == CASE_JOIN ? "join" : k == CASE_CONN ? "conn" : k == CASE_CONN_PP ? "connpp" : "tput";
+}
+
+static int run_py(const char *kind, const struct bench_case *c, struct bench_run *res)
+{
+	char *note = res->note;
+	size_t note_len = sizeof(res->note);
 	if (!bench_mp_script || access(bench_mp_script, R_OK) != 0) {
 		snprintf(note, note_len, "mp_peers.py not found (--mp-script)");
 		return -ENOENT;
@@ -37,7 +74,8 @@ static int run_py(const char *kind, const struct bench_case *c, uint64_t *msgs, 
 	snprintf(size, sizeof(size), "%zu", c->size);
 	snprintf(secs, sizeof(secs), "%g", c->secs);
 	snprintf(maxm, sizeof(maxm), "%llu", (unsigned long long)c->max_msgs);
-	char *argv[] = { "python3", (char *)bench_mp_script, "--kind", (char *)kind, "-p", np, "-c", nc,
+	char *argv[] = { "python3", (char *)bench_mp_script, "--kind", (char *)kind,
+			 "--case", (char *)case_arg(c->kind), "-p", np, "-c", nc,
 			 "-s", size, "-t", secs, "-n", maxm, NULL };
 	int fd[2];
 	if (pipe(fd) < 0)
@@ -56,7 +94,7 @@ static int run_py(const char *kind, const struct bench_case *c, uint64_t *msgs, 
 		snprintf(note, note_len, "python3: %s", strerror(rc));
 		return -rc;
 	}
-	char out[4096];
+	static char out[1 << 16];
 	size_t len = 0;
 	ssize_t r;
 	while (len < sizeof(out) - 1 && (r = read(fd[0], out + len, sizeof(out) - 1 - len)) > 0)
@@ -75,25 +113,44 @@ static int run_py(const char *kind, const struct bench_case *c, uint64_t *msgs, 
 		snprintf(note, note_len, "mp_peers.py: bad output");
 		return -EIO;
 	}
-	*msgs = (uint64_t)m;
-	*wall_ns = (int64_t)(w * 1e9);
-	*errors = e > 0 ? (uint64_t)e : 0;
-	if (*errors)
-		snprintf(note, note_len, "%llu integrity errors", (unsigned long long)*errors);
+	res->msgs = (uint64_t)m;
+	res->wall_ns = (int64_t)(w * 1e9);
+	res->errors = e > 0 ? (uint64_t)e : 0;
+	if (c->kind == CASE_CONN_PP)
+		json_hist(line, &res->hist);
+	if (res->errors)
+		snprintf(note, note_len, "%llu integrity errors", (unsigned long long)res->errors);
 	return 0;
 }
 
+static const char *models(const struct bench_case *c)
+{
+	switch (c->kind) {
+	case CASE_JOIN:
+		return "put + get + task_done, each producer join()s (a lock-protected semaphore and "
+		       "condition beside the pipe-and-feeder-thread Queue)";
+	case CASE_CONN:
+		return "Pipe(duplex=False) (an os.pipe, default 64 KiB buffer), send_bytes / "
+		       "recv_bytes (4-byte length + payload)";
+	case CASE_CONN_PP:
+		return "Pipe() (duplex: a socketpair), send_bytes / recv_bytes, each round trip timed "
+		       "in Python";
+	default:
+		return NULL;
+	}
+}
+
 #define MP_PEER(sym, kind, lbl, fl)                                                              \
-	static int run_##sym(const struct bench_case *c, uint64_t *msgs, int64_t *wall_ns,      \
-			     uint64_t *errors, char *note, size_t note_len)                       \
+	static int run_##sym(const struct bench_case *c, struct bench_run *res)                   \
 	{                                                                                         \
-		return run_py(kind, c, msgs, wall_ns, errors, note, note_len);                    \
+		return run_py(kind, c, res);                                                      \
 	}                                                                                         \
 	const struct bench_peer peer_##sym = {                                                    \
 		.name = "mp-" kind, .label = lbl, .flags = (fl) | PF_TPUT_ONLY, .run = run_##sym, \
+		.models = models,                                                                 \
 	};
 
 MP_PEER(mp_queue, "queue", "mp.Queue", PF_MAIN)
 MP_PEER(mp_simplequeue, "simplequeue", "mp.SimpleQueue", 0)
-MP_PEER(mp_joinablequeue, "joinablequeue", "mp.JoinableQueue", 0)
-MP_PEER(mp_pipe, "pipe", "mp.Pipe", PF_MAX_1X1)
+MP_PEER(mp_joinablequeue, "joinablequeue", "mp.JoinableQueue", PF_JOIN)
+MP_PEER(mp_pipe, "pipe", "mp.Pipe", PF_MAX_1X1 | PF_CONN)

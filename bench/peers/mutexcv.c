@@ -1,7 +1,12 @@
 /* A bounded queue of fixed-size slots in MAP_SHARED memory behind one
  * PTHREAD_PROCESS_SHARED mutex and two condition variables (the textbook
  * design most hand-rolled IPC queues use). Copies happen under the lock;
- * signals are sent only when someone waits. End of data: a producer count. */
+ * signals are sent only when someone waits. End of data: a producer count.
+ *
+ * JoinableQueue case: an unfinished counter beside it, as Python's
+ * JoinableQueue keeps one: put counts up under the lock it already holds,
+ * task_done takes the lock again to count down and broadcasts a third
+ * condition variable at zero, join waits on it. */
 #include "../peer.h"
 
 #include <errno.h>
@@ -11,9 +16,10 @@
 
 struct mcq {
 	pthread_mutex_t m;
-	pthread_cond_t not_empty, not_full;
+	pthread_cond_t not_empty, not_full, all_done;
 	uint32_t head, tail, count, cap;
-	int producers, wait_cons, wait_prod;
+	int producers, wait_cons, wait_prod, wait_join;
+	uint64_t unfinished; /* put, not yet task_done */
 	size_t size, map_len;
 	_Alignas(64) char data[];
 };
@@ -34,6 +40,7 @@ static int mcq_make(const struct bench_case *c, size_t depth, struct mcq **out)
 	pthread_condattr_setpshared(&ca, PTHREAD_PROCESS_SHARED);
 	pthread_cond_init(&q->not_empty, &ca);
 	pthread_cond_init(&q->not_full, &ca);
+	pthread_cond_init(&q->all_done, &ca);
 	pthread_condattr_destroy(&ca);
 	q->cap = (uint32_t)depth;
 	q->size = c->size;
@@ -54,6 +61,7 @@ static void mcq_put(struct mcq *q, const void *buf)
 	memcpy(q->data + (size_t)q->tail * q->size, buf, q->size);
 	q->tail = q->tail + 1 == q->cap ? 0 : q->tail + 1;
 	q->count++;
+	q->unfinished++;
 	if (q->wait_cons)
 		pthread_cond_signal(&q->not_empty);
 	pthread_mutex_unlock(&q->m);
@@ -81,6 +89,25 @@ static int mcq_get(struct mcq *q, void *buf)
 	return 1;
 }
 
+static void mcq_task_done(struct mcq *q)
+{
+	pthread_mutex_lock(&q->m);
+	if (--q->unfinished == 0 && q->wait_join)
+		pthread_cond_broadcast(&q->all_done);
+	pthread_mutex_unlock(&q->m);
+}
+
+static void mcq_join(struct mcq *q)
+{
+	pthread_mutex_lock(&q->m);
+	while (q->unfinished) {
+		q->wait_join++;
+		pthread_cond_wait(&q->all_done, &q->m);
+		q->wait_join--;
+	}
+	pthread_mutex_unlock(&q->m);
+}
+
 static void mcq_producer_gone(struct mcq *q)
 {
 	pthread_mutex_lock(&q->m);
@@ -92,6 +119,14 @@ static void mcq_producer_gone(struct mcq *q)
 struct mc {
 	struct mcq *a, *b;
 };
+
+static const char *models(const struct bench_case *c)
+{
+	return c->kind == CASE_JOIN ? "one mutex, condvars, plus an unfinished counter: task_done "
+				      "locks again to count down, join waits on a third condvar "
+				      "(Python's JoinableQueue design, in C)"
+				    : NULL;
+}
 
 static int setup(const struct bench_case *c, void **ctx)
 {
@@ -125,8 +160,14 @@ static int producer(void *ctx, struct bench_worker *w)
 		bench_fill(w, buf);
 		mcq_put(x->a, buf);
 	}
-	mcq_producer_gone(x->a);
-	bench_producer_done(w);
+	if (w->c->kind == CASE_JOIN) {
+		mcq_join(x->a);
+		bench_join_done(w);
+		mcq_producer_gone(x->a);
+	} else {
+		mcq_producer_gone(x->a);
+		bench_producer_done(w);
+	}
 	return 0;
 }
 
@@ -135,8 +176,12 @@ static int consumer(void *ctx, struct bench_worker *w)
 	struct mc *x = ctx;
 	char *buf = bench_buf(w->c->size);
 	bench_ready(w);
-	while (mcq_get(x->a, buf))
+	bool join = w->c->kind == CASE_JOIN;
+	while (mcq_get(x->a, buf)) {
 		bench_got(w, buf, w->c->size);
+		if (join)
+			mcq_task_done(x->a);
+	}
 	if (!w->t_end)
 		w->t_end = bench_now();
 	bench_consumer_done(w);
@@ -187,7 +232,7 @@ static int pong(void *ctx, struct bench_worker *w)
 const struct bench_peer peer_mutexcv = {
 	.name = "mutex-cv",
 	.label = "mutex+condvar shm",
-	.flags = PF_MAIN,
+	.flags = PF_MAIN | PF_JOIN,
 	.setup = setup,
 	.producer = producer,
 	.consumer = consumer,
@@ -196,4 +241,5 @@ const struct bench_peer peer_mutexcv = {
 	.ping = ping,
 	.pong = pong,
 	.pp_teardown = teardown,
+	.models = models,
 };

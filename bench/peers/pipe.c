@@ -3,7 +3,12 @@
  * are atomic, which is what lets several producers and consumers share one
  * pipe. The pipe buffer is raised to /proc/sys/fs/pipe-max-size (F_SETPIPE_SZ),
  * its documented maximum for an unprivileged process. No batching of several
- * messages per write: that would give up message semantics. */
+ * messages per write: that would give up message semantics.
+ *
+ * Pipe cases: messages of a size the reader does not know, framed as
+ * bench_send_framed does (4-byte length + payload in one writev, the reader
+ * reads the length, then the payload, each fully); messages longer than the
+ * pipe's buffer stream through it, as a long shmq Pipe message does. */
 #include "../peer.h"
 
 #include <errno.h>
@@ -14,6 +19,7 @@
 
 struct pp {
 	int a[2], b[2]; /* a: producer -> consumer (ping -> pong), b: back */
+	bool framed;    /* Pipe cases */
 };
 
 static int max_pipe_size(void)
@@ -36,6 +42,38 @@ static int make_pipe(int fd[2])
 	return 0;
 }
 
+/* One message: framed (Pipe cases) or exactly size bytes. 0 or -errno. */
+static int send_msg(const struct pp *x, int fd, const void *buf, size_t size)
+{
+	if (x->framed)
+		return bench_send_framed(fd, buf, size);
+	ssize_t r = bench_write_full(fd, buf, size);
+	return r < 0 ? (int)r : 0;
+}
+
+/* The length; 0 at end of data; -errno. Up to PIPE_BUF one read returns
+ * exactly one fixed-size message (or EOF). */
+static ssize_t recv_msg(const struct pp *x, int fd, void *buf, size_t size)
+{
+	if (x->framed) {
+		ssize_t r = bench_recv_framed(fd, buf, size);
+		return r == -EPIPE ? 0 : r;
+	}
+	ssize_t r = size <= PIPE_BUF ? read(fd, buf, size) : bench_read_full(fd, buf, size);
+	return r < 0 ? -errno : r;
+}
+
+static const char *models(const struct bench_case *c)
+{
+	if (c->kind == CASE_CONN_PP)
+		return "two pipes, 4-byte length + payload (one writev), reader reads length then "
+		       "payload fully; buffer raised to pipe-max-size";
+	if (c->kind == CASE_CONN)
+		return "4-byte length + payload (one writev), reader reads length then payload fully; "
+		       "buffer raised to pipe-max-size";
+	return NULL;
+}
+
 static const char *skip(const struct bench_case *c)
 {
 	if (c->size > PIPE_BUF && (c->np > 1 || c->nc > 1))
@@ -45,10 +83,10 @@ static const char *skip(const struct bench_case *c)
 
 static int setup(const struct bench_case *c, void **ctx)
 {
-	(void)c;
 	struct pp *x = calloc(1, sizeof(*x));
 	if (!x)
 		return -ENOMEM;
+	x->framed = bench_is_conn(c);
 	int rc = make_pipe(x->a);
 	if (rc < 0) {
 		free(x);
@@ -82,9 +120,7 @@ static int producer(void *ctx, struct bench_worker *w)
 	bench_ready(w);
 	while (bench_more(w)) {
 		bench_fill(w, buf);
-		ssize_t r = bench_write_full(x->a[1], buf, size);
-		if (r < 0) {
-			rc = (int)r;
+		if ((rc = send_msg(x, x->a[1], buf, size)) < 0) {
 			w->seq--;
 			break;
 		}
@@ -102,14 +138,13 @@ static int consumer(void *ctx, struct bench_worker *w)
 	ssize_t r;
 	close(x->a[1]);
 	bench_ready(w);
-	/* Up to PIPE_BUF one read returns exactly one message (or EOF). */
-	while ((r = size <= PIPE_BUF ? read(x->a[0], buf, size) : bench_read_full(x->a[0], buf, size)) > 0)
+	while ((r = recv_msg(x, x->a[0], buf, size)) > 0)
 		bench_got(w, buf, (size_t)r);
 	if (!w->t_end)
 		w->t_end = bench_now();
 	close(x->a[0]);
 	bench_consumer_done(w);
-	return r < 0 ? -errno : 0;
+	return r < 0 ? (int)r : 0;
 }
 
 static int pp_setup(const struct bench_case *c, void **ctx)
@@ -129,8 +164,7 @@ static int pp_setup(const struct bench_case *c, void **ctx)
 static int round_trip(void *ctx, void *buf, size_t size)
 {
 	struct pp *x = ctx;
-	if (bench_write_full(x->a[1], buf, size) < 0 ||
-	    bench_read_full(x->b[0], buf, size) != (ssize_t)size)
+	if (send_msg(x, x->a[1], buf, size) < 0 || recv_msg(x, x->b[0], buf, size) != (ssize_t)size)
 		return -EIO;
 	return 0;
 }
@@ -154,8 +188,9 @@ static int pong(void *ctx, struct bench_worker *w)
 	close(x->a[1]);
 	close(x->b[0]);
 	bench_ready(w);
-	while (bench_read_full(x->a[0], buf, size) == (ssize_t)size)
-		if (bench_write_full(x->b[1], buf, size) < 0)
+	ssize_t r;
+	while ((r = recv_msg(x, x->a[0], buf, size)) > 0)
+		if (send_msg(x, x->b[1], buf, (size_t)r) < 0)
 			break;
 	close(x->a[0]);
 	close(x->b[1]);
@@ -165,7 +200,7 @@ static int pong(void *ctx, struct bench_worker *w)
 const struct bench_peer peer_pipe = {
 	.name = "pipe",
 	.label = "pipe(2)",
-	.flags = PF_MAIN,
+	.flags = PF_MAIN | PF_CONN,
 	.skip = skip,
 	.setup = setup,
 	.parent = parent,
@@ -177,4 +212,5 @@ const struct bench_peer peer_pipe = {
 	.ping = ping,
 	.pong = pong,
 	.pp_teardown = teardown,
+	.models = models,
 };

@@ -21,11 +21,8 @@ static const char *memcpy_skip(const struct bench_case *c)
 	return c->size < 1024 ? "only for messages of 1 KiB and more" : NULL;
 }
 
-static int memcpy_run(const struct bench_case *c, uint64_t *msgs, int64_t *wall_ns, uint64_t *errors,
-		      char *note, size_t note_len)
+static int memcpy_run(const struct bench_case *c, struct bench_run *out)
 {
-	(void)note;
-	(void)note_len;
 	size_t size = c->size, ring = bench_depth(size) * size;
 	char *src = bench_buf(size), *dst = bench_buf(ring);
 	if (!src || !dst)
@@ -48,9 +45,8 @@ static int memcpy_run(const struct bench_case *c, uint64_t *msgs, int64_t *wall_
 	}
 	free(src);
 	free(dst);
-	*msgs = n;
-	*wall_ns = now - t0;
-	*errors = 0;
+	out->msgs = n;
+	out->wall_ns = now - t0;
 	return 0;
 }
 

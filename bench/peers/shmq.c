@@ -1,7 +1,13 @@
 /* shmq in its four modes: single-op blocking (the baseline of every ratio),
  * single-op non-blocking (the caller spins on -EAGAIN), batch (bursts) and
  * zero-copy (reserve/commit, peek/release). End of data is shmq's own EOF:
- * producers close their handle, consumers get -EPIPE once the queue drains. */
+ * producers close their handle, consumers get -EPIPE once the queue drains.
+ *
+ * JoinableQueue case: the blocking mode on a SHMQ_JOINABLE queue, consumers
+ * call shmq_task_done after each get, producers shmq_join after their last
+ * put; shmq-queue is the same queue without SHMQ_JOINABLE, task_done or join
+ * (the cost of joinability). Pipe cases: shmq_pipe with its default geometry,
+ * SHMQ_SIMPLEX one way, duplex for ping-pong, shmq_send / shmq_recv. */
 #include "../peer.h"
 #include "shmq.h"
 
@@ -17,6 +23,8 @@ enum mode { M_BLOCK, M_NB, M_BATCH, M_ZC };
 struct sq {
 	shmq_queue *q, *q2; /* q2: the way back, ping-pong */
 	enum mode mode;
+	bool joinable;      /* CASE_JOIN: task_done and join */
+	shmq_conn *a, *b;   /* Pipe cases: a receives (ping), b sends (pong) */
 };
 
 /* shmq.h: a cell carries cell_size - 8 bytes of one message. */
@@ -42,7 +50,7 @@ static uint32_t pow2_at_least(size_t v)
  * holds >= 256 KiB (>= 1 MiB with big cells, like the pipe's buffer) and >= 16
  * messages. SHMQ_BENCH_CELL (bytes or "auto") and SHMQ_BENCH_CAP (cells)
  * override, for experiments. */
-static int make_queue(const struct bench_case *c, enum mode mode, shmq_queue **q)
+static void geometry(const struct bench_case *c, enum mode mode, struct shmq_queue_attr *attr)
 {
 	struct shmq_queue_attr a;
 	shmq_queue_attr_init(&a);
@@ -62,16 +70,52 @@ static int make_queue(const struct bench_case *c, enum mode mode, shmq_queue **q
 	const char *ecap = getenv("SHMQ_BENCH_CAP");
 	if (ecap && atoi(ecap) > 0)
 		a.capacity = (uint32_t)atoi(ecap);
+	*attr = a;
+}
+
+static int make_queue(const struct bench_case *c, enum mode mode, bool joinable, shmq_queue **q)
+{
+	struct shmq_queue_attr a;
+	geometry(c, mode, &a);
+	if (joinable)
+		a.flags |= SHMQ_JOINABLE;
 	return shmq_queue_create(NULL, &a, q);
 }
 
-static int setup_mode(const struct bench_case *c, void **ctx, enum mode mode)
+/* Pipe cases: shmq_pipe() with its defaults, as an application calls it;
+ * or (sized) shmq_pipe_attr with the geometry above for the messages the
+ * queues carry: the whole message up to the chunk size (64 KiB), chunks
+ * beyond it. */
+static int make_pipe(const struct bench_case *c, struct sq *x, bool sized)
+{
+	int flags = c->kind == CASE_CONN ? SHMQ_SIMPLEX : 0;
+	if (!sized)
+		return shmq_pipe(&x->a, &x->b, flags);
+	struct bench_case chunked = *c;
+	if (chunked.size > SHMQ_DEFAULT_MSG_MAX)
+		chunked.size = SHMQ_DEFAULT_MSG_MAX;
+	struct shmq_queue_attr a;
+	geometry(&chunked, M_BLOCK, &a);
+	a.msg_max = 0; /* the default chunk */
+	return shmq_pipe_attr(&x->a, &x->b, flags, &a);
+}
+
+/* joinable: CASE_JOIN with task_done and join; sized: Pipe cases through
+ * shmq_pipe_attr. */
+static int setup_mode(const struct bench_case *c, void **ctx, enum mode mode, bool joinable,
+		      bool sized)
 {
 	struct sq *x = calloc(1, sizeof(*x));
 	if (!x)
 		return -ENOMEM;
 	x->mode = mode;
-	int rc = make_queue(c, mode, &x->q);
+	x->joinable = joinable;
+	int rc = bench_is_conn(c) ? make_pipe(c, x, sized) : make_queue(c, mode, joinable, &x->q);
+	if (rc == 0 && c->kind == CASE_PINGPONG) {
+		rc = make_queue(c, mode, false, &x->q2);
+		if (rc < 0)
+			shmq_queue_close(x->q);
+	}
 	if (rc < 0) {
 		free(x);
 		return rc;
@@ -80,10 +124,67 @@ static int setup_mode(const struct bench_case *c, void **ctx, enum mode mode)
 	return 0;
 }
 
-static int setup_block(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_BLOCK); }
-static int setup_nb(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_NB); }
-static int setup_batch(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_BATCH); }
-static int setup_zc(const struct bench_case *c, void **ctx) { return setup_mode(c, ctx, M_ZC); }
+/* The baseline: a JoinableQueue in the JoinableQueue case. */
+static int setup_block(const struct bench_case *c, void **ctx)
+{
+	return setup_mode(c, ctx, M_BLOCK, c->kind == CASE_JOIN, false);
+}
+
+static int setup_plain(const struct bench_case *c, void **ctx)
+{
+	return setup_mode(c, ctx, M_BLOCK, false, false);
+}
+
+static int setup_sized(const struct bench_case *c, void **ctx)
+{
+	return setup_mode(c, ctx, M_BLOCK, false, true);
+}
+
+static int setup_nb(const struct bench_case *c, void **ctx)
+{
+	return setup_mode(c, ctx, M_NB, false, false);
+}
+
+static int setup_batch(const struct bench_case *c, void **ctx)
+{
+	return setup_mode(c, ctx, M_BATCH, false, false);
+}
+
+static int setup_zc(const struct bench_case *c, void **ctx)
+{
+	return setup_mode(c, ctx, M_ZC, false, false);
+}
+
+static const char *models(const struct bench_case *c)
+{
+	switch (c->kind) {
+	case CASE_JOIN:
+		return "JoinableQueue (SHMQ_JOINABLE): get + shmq_task_done per message, each producer "
+		       "shmq_join after its last put; time until the last join returns";
+	case CASE_CONN:
+		return "shmq_pipe(SHMQ_SIMPLEX) defaults (256 KiB ring of 256 B cells, 64 KiB chunks), "
+		       "shmq_send / shmq_recv";
+	case CASE_CONN_PP:
+		return "shmq_pipe duplex defaults (two 256 KiB rings of 256 B cells, 64 KiB chunks), "
+		       "shmq_send / shmq_recv";
+	default:
+		return NULL;
+	}
+}
+
+static const char *plain_models(const struct bench_case *c)
+{
+	(void)c;
+	return "the same queue without SHMQ_JOINABLE: no task_done, no join; time to the last get";
+}
+
+static const char *sized_models(const struct bench_case *c)
+{
+	(void)c;
+	return "shmq_pipe_attr with the queue cases' geometry for min(message, 64 KiB chunk): "
+	       "64 B cells below 1 KiB, else one message or chunk per cell (32 KiB cells for a "
+	       "chunk), ring >= 1 MiB";
+}
 
 static const char *zc_skip(const struct bench_case *c)
 {
@@ -92,20 +193,30 @@ static const char *zc_skip(const struct bench_case *c)
 	return NULL;
 }
 
-/* The parent holds the creator's handle: drop it so it counts as neither side. */
+/* The parent holds the creator's handles: drop them so they count as neither side. */
 static void parent(void *ctx)
 {
 	struct sq *x = ctx;
-	shmq_queue_close(x->q);
+	if (x->q)
+		shmq_queue_close(x->q);
 	if (x->q2)
 		shmq_queue_close(x->q2);
+	if (x->a)
+		shmq_conn_close(x->a);
+	if (x->b)
+		shmq_conn_close(x->b);
 }
 
 static void teardown(void *ctx) { free(ctx); }
 
+static int conn_producer(struct sq *x, struct bench_worker *w);
+static int conn_consumer(struct sq *x, struct bench_worker *w);
+
 static int producer(void *ctx, struct bench_worker *w)
 {
 	struct sq *x = ctx;
+	if (x->b)
+		return conn_producer(x, w);
 	shmq_queue *q = x->q;
 	size_t size = w->c->size;
 	int rc = 0;
@@ -161,14 +272,22 @@ static int producer(void *ctx, struct bench_worker *w)
 			}
 		}
 	}
-	shmq_queue_close(q); /* last producer gone: consumers drain, then -EPIPE */
-	bench_producer_done(w);
+	if (x->joinable && rc >= 0) {
+		rc = shmq_join(q, -1);
+		bench_join_done(w);
+		shmq_queue_close(q);
+	} else {
+		shmq_queue_close(q); /* last producer gone: consumers drain, then -EPIPE */
+		bench_producer_done(w);
+	}
 	return rc < 0 ? rc : 0;
 }
 
 static int consumer(void *ctx, struct bench_worker *w)
 {
 	struct sq *x = ctx;
+	if (x->a)
+		return conn_consumer(x, w);
 	shmq_queue *q = x->q;
 	size_t size = w->c->size;
 	ssize_t rc = 0;
@@ -216,6 +335,8 @@ static int consumer(void *ctx, struct bench_worker *w)
 			if (rc < 0)
 				break;
 			bench_got(w, buf, (size_t)rc);
+			if (x->joinable && (rc = shmq_task_done(q)) < 0)
+				break;
 		}
 	}
 	if (!w->t_end)
@@ -227,28 +348,6 @@ static int consumer(void *ctx, struct bench_worker *w)
 
 /* ------------------------------------------------------------ ping-pong -- */
 
-static int pp_setup_mode(const struct bench_case *c, void **ctx, enum mode mode)
-{
-	struct sq *x = calloc(1, sizeof(*x));
-	if (!x)
-		return -ENOMEM;
-	x->mode = mode;
-	int rc = make_queue(c, mode, &x->q);
-	if (rc == 0) {
-		rc = make_queue(c, mode, &x->q2);
-		if (rc < 0)
-			shmq_queue_close(x->q);
-	}
-	if (rc < 0) {
-		free(x);
-		return rc;
-	}
-	*ctx = x;
-	return 0;
-}
-
-static int pp_setup_block(const struct bench_case *c, void **ctx) { return pp_setup_mode(c, ctx, M_BLOCK); }
-static int pp_setup_nb(const struct bench_case *c, void **ctx) { return pp_setup_mode(c, ctx, M_NB); }
 
 static int put1(struct sq *x, shmq_queue *q, const void *buf, size_t len)
 {
@@ -278,9 +377,78 @@ static int round_trip(void *ctx, void *buf, size_t size)
 	return r < 0 ? (int)r : 0;
 }
 
+/* ---------------------------------------------------------------- Pipe -- */
+
+static int conn_producer(struct sq *x, struct bench_worker *w)
+{
+	size_t size = w->c->size;
+	char *buf = bench_buf(size);
+	int rc = 0;
+	shmq_conn_close(x->a);
+	bench_ready(w);
+	while (bench_more(w)) {
+		bench_fill(w, buf);
+		if ((rc = shmq_send(x->b, buf, size, -1)) < 0) {
+			w->seq--;
+			break;
+		}
+	}
+	shmq_conn_close(x->b); /* the receiver drains, then -EPIPE */
+	bench_producer_done(w);
+	return rc;
+}
+
+static int conn_consumer(struct sq *x, struct bench_worker *w)
+{
+	size_t size = w->c->size;
+	char *buf = bench_buf(size);
+	ssize_t r;
+	shmq_conn_close(x->b);
+	bench_ready(w);
+	while ((r = shmq_recv(x->a, buf, size, -1)) >= 0)
+		bench_got(w, buf, (size_t)r);
+	if (!w->t_end)
+		w->t_end = bench_now();
+	shmq_conn_close(x->a);
+	bench_consumer_done(w);
+	return r == -EPIPE ? 0 : (int)r;
+}
+
+static int conn_round_trip(void *ctx, void *buf, size_t size)
+{
+	struct sq *x = ctx;
+	int rc = shmq_send(x->a, buf, size, -1);
+	ssize_t r = rc < 0 ? rc : shmq_recv(x->a, buf, size, -1);
+	return r < 0 ? (int)r : (size_t)r == size ? 0 : -EIO;
+}
+
+static int conn_ping(struct sq *x, struct bench_worker *w)
+{
+	shmq_conn_close(x->b);
+	int rc = bench_ping_rounds(w, x, conn_round_trip);
+	shmq_conn_close(x->a); /* pong sees -EPIPE */
+	return rc;
+}
+
+static int conn_pong(struct sq *x, struct bench_worker *w)
+{
+	size_t size = w->c->size;
+	char *buf = bench_buf(size);
+	shmq_conn_close(x->a);
+	bench_ready(w);
+	ssize_t r;
+	while ((r = shmq_recv(x->b, buf, size, -1)) >= 0)
+		if (shmq_send(x->b, buf, (size_t)r, -1) < 0)
+			break;
+	shmq_conn_close(x->b);
+	return r == -EPIPE || r >= 0 ? 0 : (int)r;
+}
+
 static int ping(void *ctx, struct bench_worker *w)
 {
 	struct sq *x = ctx;
+	if (x->a)
+		return conn_ping(x, w);
 	shmq_queue_shutdown(x->q, SHMQ_RD);
 	shmq_queue_shutdown(x->q2, SHMQ_WR);
 	int rc = bench_ping_rounds(w, x, round_trip);
@@ -292,6 +460,8 @@ static int ping(void *ctx, struct bench_worker *w)
 static int pong(void *ctx, struct bench_worker *w)
 {
 	struct sq *x = ctx;
+	if (x->b)
+		return conn_pong(x, w);
 	char *buf = bench_buf(w->c->size);
 	shmq_queue_shutdown(x->q, SHMQ_WR);
 	shmq_queue_shutdown(x->q2, SHMQ_RD);
@@ -305,47 +475,56 @@ static int pong(void *ctx, struct bench_worker *w)
 	return r == -EPIPE || r >= 0 ? 0 : (int)r;
 }
 
+/* Every mode shares the workers; they differ in setup (what the queue or pipe
+ * is) and in the cases they run. */
+#define WORKERS(setup_fn)                                                                    \
+	.setup = setup_fn, .parent = parent, .producer = producer, .consumer = consumer,     \
+	.teardown = teardown
+#define PINGPONG(setup_fn)                                                                   \
+	.pp_setup = setup_fn, .pp_parent = parent, .ping = ping, .pong = pong,               \
+	.pp_teardown = teardown
+
 const struct bench_peer peer_shmq = {
 	.name = "shmq",
 	.label = "shmq",
-	.flags = PF_MAIN | PF_SHMQ,
-	.setup = setup_block,
-	.parent = parent,
-	.producer = producer,
-	.consumer = consumer,
-	.teardown = teardown,
-	.pp_setup = pp_setup_block,
-	.pp_parent = parent,
-	.ping = ping,
-	.pong = pong,
-	.pp_teardown = teardown,
+	.flags = PF_MAIN | PF_SHMQ | PF_JOIN | PF_CONN,
+	WORKERS(setup_block),
+	PINGPONG(setup_block),
+	.models = models,
+};
+
+/* The JoinableQueue case without joinability: what task_done and join cost. */
+const struct bench_peer peer_shmq_queue = {
+	.name = "shmq-queue",
+	.label = "shmq Queue (no join)",
+	.flags = PF_MAIN | PF_SHMQ | PF_JOIN | PF_ONLY,
+	WORKERS(setup_plain),
+	.models = plain_models,
+};
+
+/* The Pipe cases with cells sized for the messages, as the queue cases have. */
+const struct bench_peer peer_shmq_pipe_sized = {
+	.name = "shmq-pipe-sized",
+	.label = "shmq Pipe, sized cells",
+	.flags = PF_MAIN | PF_SHMQ | PF_CONN | PF_ONLY,
+	WORKERS(setup_sized),
+	PINGPONG(setup_sized),
+	.models = sized_models,
 };
 
 const struct bench_peer peer_shmq_nb = {
 	.name = "shmq-nb",
 	.label = "shmq non-blocking spin",
 	.flags = PF_MAIN | PF_SHMQ,
-	.setup = setup_nb,
-	.parent = parent,
-	.producer = producer,
-	.consumer = consumer,
-	.teardown = teardown,
-	.pp_setup = pp_setup_nb,
-	.pp_parent = parent,
-	.ping = ping,
-	.pong = pong,
-	.pp_teardown = teardown,
+	WORKERS(setup_nb),
+	PINGPONG(setup_nb),
 };
 
 const struct bench_peer peer_shmq_batch = {
 	.name = "shmq-batch",
 	.label = "shmq batch (burst)",
 	.flags = PF_MAIN | PF_SHMQ | PF_TPUT_ONLY,
-	.setup = setup_batch,
-	.parent = parent,
-	.producer = producer,
-	.consumer = consumer,
-	.teardown = teardown,
+	WORKERS(setup_batch),
 };
 
 const struct bench_peer peer_shmq_zc = {
@@ -353,9 +532,5 @@ const struct bench_peer peer_shmq_zc = {
 	.label = "shmq zero-copy",
 	.flags = PF_MAIN | PF_SHMQ | PF_ZC,
 	.skip = zc_skip,
-	.setup = setup_zc,
-	.parent = parent,
-	.producer = producer,
-	.consumer = consumer,
-	.teardown = teardown,
+	WORKERS(setup_zc),
 };
