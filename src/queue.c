@@ -305,8 +305,13 @@ static int try_get(struct shmq_queue *q, const struct op *op, struct ring_block 
 	struct ring *r = &q->ring;
 	_Atomic uint32_t *held = q->joinable ? &q->seg.parts[q->slot].held : NULL;
 	unsigned want = op->kind == OP_PEEK ? 1 : op->n;
-	if (held)
+	if (held) {
+		/* Polling an empty queue must not flash a count that keeps a
+		 * joiner waiting (and wakes it for nothing). */
+		if (!ring_readable(r, b))
+			return -EAGAIN;
 		atomic_fetch_add(held, want);
+	}
 	int res = op->kind == OP_PEEK ? ring_try_peek(r, q->tag, op->sp, op->peek_len, b)
 				      : ring_try_get(r, q->tag, op->msgs, op->n, op->all, b);
 	int got = op->kind == OP_PEEK ? (res == 0) : (res > 0 ? res : 0);

@@ -324,3 +324,48 @@ Test(join, stat_reports_geometry_depth_and_members)
 	cr_expect_eq(shmq_queue_stat(q, NULL), -EINVAL);
 	shmq_queue_close(q);
 }
+
+/* ------------------------------------------------- no lost wake-up -- */
+/* Found by examples/crawler.c: a consumer's get counts what it is about to
+ * take as held before it claims (so a joiner that sees the ring drained sees
+ * the count) and took the count back without notifying ec_done when the
+ * ring was empty: a joiner that read the count in that window slept out its
+ * 50 ms re-check. Polling consumers opened the window all the time. */
+#define JOINS 20000
+#define SLOW (45 * T_MS) /* just under the joiner's 50 ms re-check */
+
+static shmq_queue *poll_q;
+
+/* A consumer that polls an empty queue without pause. */
+static int poller(void *arg)
+{
+	(void)arg;
+	shmq_queue_shutdown(poll_q, SHMQ_WR);
+	int v;
+	for (;;)
+		shmq_get(poll_q, &v, sizeof(v), 0);
+	return 0;
+}
+
+Test(join, returns_at_once_while_a_consumer_polls, .timeout = T_TIMEOUT(60))
+{
+	struct shmq_queue_attr a = t_attr(64, 0);
+	a.flags = SHMQ_JOINABLE;
+	cr_assert_eq(shmq_queue_create(NULL, &a, &poll_q), 0);
+	pid_t kid = t_fork(poller, NULL);
+	/* Nothing was ever put: every join holds at once. */
+	int slow = 0, bad = 0;
+	int64_t worst = 0;
+	for (int i = 0; i < JOINS; i++) {
+		int64_t t0 = t_now();
+		bad += shmq_join(poll_q, -1) != 0;
+		int64_t d = t_now() - t0;
+		slow += d >= SLOW * T_SCALE;
+		worst = d > worst ? d : worst;
+	}
+	t_kill_reap(kid);
+	shmq_queue_close(poll_q);
+	cr_expect_eq(bad, 0, "join failed %d times", bad);
+	cr_expect_eq(slow, 0, "%d of %d joins with nothing outstanding slept out the re-check"
+			      " (worst %lld ms)", slow, JOINS, (long long)(worst / T_MS));
+}
