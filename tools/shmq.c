@@ -389,61 +389,6 @@ static int put_all(shmq_queue *q, const struct iovec *iov, unsigned n, int64_t d
 	return 0;
 }
 
-/* memchr(p, c, n), faster for short lines: glibc's vector memchr costs a
- * call and a set-up that a 20-byte line does not pay back, while a scan 8
- * bytes at a time (SWAR: a byte of w is zero iff c is there) finds it in a
- * few steps. Past 64 bytes memchr wins again. */
-static char *find_delim(char *p, size_t n, char c)
-{
-	const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
-	const uint64_t pattern = ones * (unsigned char)c;
-	size_t i = 0;
-	for (; i + 8 <= n && i < 64; i += 8) {
-		uint64_t w;
-		memcpy(&w, p + i, 8);
-		w ^= pattern;
-		if ((w - ones) & ~w & highs)
-			break; /* c is in these 8 bytes */
-	}
-	if (i >= 64)
-		return memchr(p + i, c, n - i);
-	for (; i < n; i++)
-		if (p[i] == c)
-			return p + i;
-	return NULL;
-}
-
-/* Cut the next message off p[0..avail). Returns 1 with *msg and *used set, 0 when more
- * input is needed, -EMSGSIZE (longer than msg_max) or -ENODATA (a --len
- * message cut short by the end of input). At the end of input a last line
- * without its delimiter still counts, as in most line-oriented tools. */
-static int next_message(enum framing f, char *p, size_t avail, bool eof, size_t msg_max,
-			struct iovec *msg, size_t *used)
-{
-	if (f == FRAME_LEN) {
-		if (avail < 4)
-			return eof && avail ? -ENODATA : 0;
-		const unsigned char *u = (const unsigned char *)p;
-		size_t len = u[0] | (size_t)u[1] << 8 | (size_t)u[2] << 16 | (size_t)u[3] << 24;
-		if (len > msg_max)
-			return -EMSGSIZE;
-		if (avail - 4 < len)
-			return eof ? -ENODATA : 0;
-		*msg = (struct iovec){ p + 4, len };
-		*used = 4 + len;
-		return 1;
-	}
-	char *d = find_delim(p, avail, f == FRAME_NUL ? '\0' : '\n');
-	size_t len = d ? (size_t)(d - p) : avail;
-	if (len > msg_max)
-		return -EMSGSIZE;
-	if (!d && (!eof || !avail))
-		return 0;
-	*msg = (struct iovec){ p, len };
-	*used = len + (d != NULL);
-	return 1;
-}
-
 /* stdin being cut into messages and put. */
 struct feeder {
 	shmq_queue *q;
@@ -452,8 +397,88 @@ struct feeder {
 	int64_t deadline;
 	uint64_t seq;     /* messages cut so far, for error messages */
 	bool read_failed; /* the error is stdin's, not the queue's */
+	unsigned batch;   /* messages in iov, not yet put */
 	struct iovec iov[SHMQ_BATCH_MAX];
 };
+
+/* Add a message to the batch; put the batch when it is full. */
+static int take(struct feeder *f, char *p, size_t len)
+{
+	if (len > f->msg_max)
+		return -EMSGSIZE;
+	f->iov[f->batch++] = (struct iovec){ p, len };
+	f->seq++;
+	if (f->batch < SHMQ_BATCH_MAX)
+		return 0;
+	f->batch = 0;
+	return put_all(f->q, f->iov, SHMQ_BATCH_MAX, f->deadline);
+}
+
+/* Newline- or NUL-framed messages of p[0..len). One pass, 8 bytes at a
+ * time, finds every delimiter of a word at once (SWAR: the high bit of each
+ * byte equal to the delimiter, exactly, with no carry between bytes): a
+ * memchr call per line costs more than a 20-byte line. Returns 0 or an
+ * error, and in *used the bytes of the messages taken. */
+static int cut_delimited(struct feeder *f, char *p, size_t len, bool eof, size_t *used)
+{
+	const uint64_t ones = 0x0101010101010101u, low7 = ones * 0x7f;
+	const char delim = f->framing == FRAME_NUL ? '\0' : '\n';
+	const uint64_t pattern = ones * (unsigned char)delim;
+	size_t start = 0, i = 0;
+	int err = 0;
+	for (; i + 8 <= len && !err; i += 8) {
+		uint64_t w;
+		memcpy(&w, p + i, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+		w = __builtin_bswap64(w); /* byte 0 in the low bits, as below */
+#endif
+		w ^= pattern;
+		uint64_t hits = ~(((w & low7) + low7) | w | low7);
+		for (; hits && !err; hits &= hits - 1) {
+			size_t at = i + (size_t)__builtin_ctzll(hits) / 8;
+			err = take(f, p + start, at - start);
+			start = at + 1;
+		}
+	}
+	for (; i < len && !err; i++)
+		if (p[i] == delim) {
+			err = take(f, p + i - (i - start), i - start);
+			start = i + 1;
+		}
+	/* The rest has no delimiter: at the end of input it is a last message
+	 * (as in most line tools); otherwise it waits for more input, unless it
+	 * is already too long. */
+	if (!err && eof && start < len) {
+		err = take(f, p + start, len - start);
+		start = len;
+	}
+	if (!err && len - start > f->msg_max)
+		err = -EMSGSIZE;
+	*used = start;
+	return err;
+}
+
+/* --len framed messages of p[0..len): a 4-byte little-endian length, then
+ * the bytes. -ENODATA: the input ends inside a message. */
+static int cut_length_prefixed(struct feeder *f, char *p, size_t len, bool eof, size_t *used)
+{
+	size_t pos = 0;
+	int err = 0;
+	while (!err && len - pos >= 4) {
+		const unsigned char *u = (const unsigned char *)p + pos;
+		size_t n = u[0] | (size_t)u[1] << 8 | (size_t)u[2] << 16 | (size_t)u[3] << 24;
+		if (n > f->msg_max)
+			err = -EMSGSIZE;
+		else if (len - pos - 4 < n)
+			break;
+		else if (!(err = take(f, p + pos + 4, n)))
+			pos += 4 + n;
+	}
+	if (!err && eof && pos < len)
+		err = -ENODATA;
+	*used = pos;
+	return err;
+}
 
 /* Cut the complete messages off p[0..len) (at eof: all of it) and put them
  * in batches that point into p, so the ring copy is the only copy. *used
@@ -461,26 +486,13 @@ struct feeder {
  * bad one are put, since they were fine. */
 static int cut_and_put(struct feeder *f, char *p, size_t len, bool eof, size_t *used)
 {
-	size_t pos = 0, n;
-	unsigned batch = 0;
-	int err;
-	for (;;) {
-		err = next_message(f->framing, p + pos, len - pos, eof, f->msg_max, &f->iov[batch], &n);
-		if (err <= 0)
-			break;
-		pos += n;
-		f->seq++;
-		if (++batch == SHMQ_BATCH_MAX) {
-			batch = 0;
-			if ((err = put_all(f->q, f->iov, SHMQ_BATCH_MAX, f->deadline)))
-				break;
-		}
-	}
-	if (batch) {
-		int perr = put_all(f->q, f->iov, batch, f->deadline);
+	int err = f->framing == FRAME_LEN ? cut_length_prefixed(f, p, len, eof, used)
+					  : cut_delimited(f, p, len, eof, used);
+	if (f->batch && err != -EPIPE && err != -ETIMEDOUT && err != -EAGAIN) {
+		int perr = put_all(f->q, f->iov, f->batch, f->deadline);
 		err = perr ? perr : err;
 	}
-	*used = pos;
+	f->batch = 0;
 	return err;
 }
 
@@ -934,8 +946,9 @@ static const struct command commands[] = {
 	  "counters (which wrap at 16777216).\n"
 	  "  --json             one JSON object\n"
 	  "  --watch [SECONDS]  refresh depth and put/get rates (msg/s) every SECONDS\n"
-	  "                     (default 1) until interrupted; one line rewritten in\n"
-	  "                     place on a terminal; with --json, one object per line\n" },
+	  "                     (default 1; after NAME, or --watch=SECONDS) until\n"
+	  "                     interrupted: one line rewritten in place on a\n"
+	  "                     terminal; with --json, one object per line\n" },
 	{ "put", cmd_put, OPT_FRAMING | OPT_TIMEOUT, INT_MAX, false,
 	  "usage: shmq put NAME [-0|--len] [--timeout S] [--] [MSG...]\n"
 	  "Put each MSG as one message, in order; with no MSG, put stdin's messages\n"
