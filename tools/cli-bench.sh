@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Times `shmq feed q < in & shmq cat q > out` against `cat in | cat > out`:
-# LINES lines of ~20 bytes, REPS runs of each, interleaved so both see the
-# same machine load; prints median, min and max wall seconds and the ratio.
-# Usage: tools/cli-bench.sh [path/to/shmq] (LINES, REPS, CREATE_OPTS, DIR in the env)
+# LINES lines of WIDTH + 6 bytes (20 by default), REPS runs of each,
+# interleaved so both see the same machine load; prints median, min and max
+# wall seconds and the ratio. The queue is created with CREATE_OPTS.
+# Usage: tools/cli-bench.sh [path/to/shmq] (LINES, WIDTH, REPS, CREATE_OPTS, DIR in the env)
 set -euo pipefail
 shmq=${1:-build/tools/shmq}
 lines=${LINES:-10000000}
@@ -12,7 +13,7 @@ q=clibench$$
 in=$dir/in.txt
 trap 'rm -f "$in" "$dir/out.txt"; "$shmq" rm $q 2>/dev/null || true' EXIT
 
-awk -v n="$lines" 'BEGIN { for (i = 0; i < n; i++) printf "line %014d\n", i }' >"$in"
+awk -v n="$lines" -v w="${WIDTH:-14}" 'BEGIN { f = "line %0" w "d\n"; for (i = 0; i < n; i++) printf f, i }' >"$in"
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.6f", b - a }'; }
 declare -a t_pipe t_shmq
 for ((r = 0; r < reps; r++)); do

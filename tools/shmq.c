@@ -442,7 +442,7 @@ static int cut_delimited(struct feeder *f, char *p, size_t len, bool eof, size_t
 	}
 	for (; i < len && !err; i++)
 		if (p[i] == delim) {
-			err = take(f, p + i - (i - start), i - start);
+			err = take(f, p + start, i - start);
 			start = i + 1;
 		}
 	/* The rest has no delimiter: at the end of input it is a last message
@@ -488,11 +488,11 @@ static int cut_and_put(struct feeder *f, char *p, size_t len, bool eof, size_t *
 {
 	int err = f->framing == FRAME_LEN ? cut_length_prefixed(f, p, len, eof, used)
 					  : cut_delimited(f, p, len, eof, used);
-	if (f->batch && err != -EPIPE && err != -ETIMEDOUT && err != -EAGAIN) {
+	if (f->batch) { /* (a failed put left none) */
 		int perr = put_all(f->q, f->iov, f->batch, f->deadline);
 		err = perr ? perr : err;
+		f->batch = 0;
 	}
-	f->batch = 0;
 	return err;
 }
 
@@ -600,25 +600,27 @@ static int cmd_create(struct args *a)
 	return 0;
 }
 
+/* Remove a queue, only if it is one: /dev/shm holds other programs'
+ * segments too, and a typo should not delete one of them. */
+static int remove_queue(const struct args *a)
+{
+	shmq_queue *q;
+	int err = shmq_queue_open(a->path, 0, &q);
+	if (err == 0) {
+		shmq_queue_close(q);
+		err = shmq_unlink(a->path);
+	}
+	return err < 0 ? fail(a->name, err) : 0;
+}
+
 static int cmd_rm(struct args *a)
 {
-	int code = 0;
-	for (int i = -1; i < a->nrest; i++) {
-		struct args one = *a;
-		if (i >= 0 && !set_name(&one, a->rest[i])) {
-			code = fail(a->rest[i], -ENAMETOOLONG);
-			continue;
-		}
-		/* Only remove what is a queue: /dev/shm holds other programs'
-		 * segments too, and a typo should not delete one of them. */
-		shmq_queue *q;
-		int err = shmq_queue_open(one.path, 0, &q);
-		if (err == 0) {
-			shmq_queue_close(q);
-			err = shmq_unlink(one.path);
-		}
-		if (err < 0)
-			code = fail(one.name, err);
+	int code = remove_queue(a);
+	for (int i = 0; i < a->nrest; i++) {
+		struct args one;
+		int c = set_name(&one, a->rest[i]) ? remove_queue(&one)
+						   : fail(a->rest[i], -ENAMETOOLONG);
+		code = c ? c : code;
 	}
 	return code;
 }
