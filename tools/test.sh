@@ -27,10 +27,31 @@ run_suite() { # name, dir, meson options...
 	configure "$dir" "${werror[@]}" "$@"
 	ninja -C "$dir"
 	meson test -C "$dir" --print-errorlogs --num-processes 1
-	# Criterion's per-suite "Synthesis" lines, summed over this build.
-	awk -F'[|:]' -v b="$name" '/Synthesis: Tested/ { p += $5; f += $7 + $9 }
-		END { printf "%s: %d passed, %d failed\n", b, p, f }' \
-		"$dir/meson-logs/testlog.txt" | tee -a "$summary"
+	count_tests "$name" "$dir/meson-logs/testlog.txt" | tee -a "$summary"
+}
+
+# Sums the test cases of one build's meson log, test by test: a Criterion
+# suite by its "Synthesis" line, a TAP test (tests/test_cli.sh) by its
+# "ok"/"not ok" lines, and any other test as one case by meson's result.
+# A test meson failed whose own lines show no failure (it crashed, timed out
+# or leaked after its synthesis) counts one failure more.
+count_tests() { # build name, testlog.txt
+	awk -v b="$1" '
+	function end_test() {
+		if (!in_test)
+			return
+		if (synth) { p += sp; f += sf }
+		else if (tap) { p += tp; f += tf }
+		else if (passed) p++
+		if (!passed && (synth ? sf : tap ? tf : 0) == 0)
+			f++
+	}
+	/^=+ [0-9]+\/[0-9]+ =+$/ { end_test(); in_test = 1; synth = tap = sp = sf = tp = tf = passed = 0 }
+	/^result:/ { passed = $0 ~ /exit status 0$/ }
+	/Synthesis: Tested/ { split($0, x, /[|:]/); synth = 1; sp += x[5]; sf += x[7] + x[9] }
+	/^ok [0-9]+/ { tap = 1; tp++ }
+	/^not ok [0-9]+/ { tap = 1; tf++ }
+	END { end_test(); printf "%s: %d passed, %d failed\n", b, p, f }' "$2"
 }
 
 summary=$(mktemp)
