@@ -87,6 +87,11 @@ struct shmq_queue_attr {
 };
 
 enum { SHMQ_RD = 1, SHMQ_WR = 2, SHMQ_RDWR = 3 }; /* roles, like O_RDONLY/O_WRONLY */
+/* OR'ed into the roles of shmq_queue_open / shmq_queue_open_fd: accept a
+ * segment owned by another user. Without it such an open fails with -EACCES,
+ * even for root: a segment someone else owns may be rewritten or truncated
+ * by them at any moment (shmq_queue_open says what that costs). */
+enum { SHMQ_FOREIGN = 0x100 };
 enum {
 	SHMQ_JOINABLE = 1, /* shmq_queue_attr.flags: a JoinableQueue (task_done, join) */
 	SHMQ_NOROLES = 2,  /* the creator holds no role: the queue waits for its
@@ -119,10 +124,20 @@ int shmq_queue_create(const char *name, const struct shmq_queue_attr *attr,
 		      shmq_queue **out);
 
 /* Open a named queue with roles (SHMQ_RD, SHMQ_WR, SHMQ_RDWR, or 0 to only
- * look: qsize, empty, full). Waits up to 100 ms for a creator that is still
- * writing the header.
- * Returns 0 and *out; -ENOENT, -EACCES, -EPROTO (not a valid shmq segment),
- * -EINVAL, -EUSERS, -ENOMEM. */
+ * look: qsize, empty, full), plus SHMQ_FOREIGN to accept a segment owned by
+ * another user. Waits up to 100 ms for a creator that is still writing the
+ * header.
+ * Truncation: a named segment (unlike an anonymous one, which is sealed) can
+ * be shrunk by any process allowed to write it. Open checks the segment's
+ * size after mapping it and before touching it: a segment shorter than its
+ * header says gives -EPROTO, not SIGBUS. What it cannot guard is a
+ * truncation after that check: handles already attached, and an open in
+ * the microseconds between its check and its return, take SIGBUS at their
+ * next access to a page past the new end. Keep a named segment's mode to
+ * processes you trust (the default is 0600), or use an anonymous queue.
+ * Returns 0 and *out; -ENOENT, -EACCES (no permission, or owned by another
+ * user without SHMQ_FOREIGN), -EPROTO (not a valid shmq segment, or
+ * truncated), -EINVAL, -EUSERS, -ENOMEM. */
 int shmq_queue_open(const char *name, int roles, shmq_queue **out);
 
 /* The segment's file descriptor (close-on-exec, owned by the handle: do not
@@ -130,8 +145,10 @@ int shmq_queue_open(const char *name, int roles, shmq_queue **out);
  * shmq_queue_open_fd(). Returns the fd. */
 int shmq_queue_fd(shmq_queue *q);
 
-/* Open a queue from a segment fd (dup'ed: the caller keeps its fd).
- * Returns 0 and *out; -EPROTO, -EINVAL, -EUSERS, -ENOMEM, -EBADF. */
+/* Open a queue from a segment fd (dup'ed: the caller keeps its fd); roles
+ * as for shmq_queue_open, SHMQ_FOREIGN included.
+ * Returns 0 and *out; -EPROTO, -EACCES (owned by another user),
+ * -EINVAL, -EUSERS, -ENOMEM, -EBADF. */
 int shmq_queue_open_fd(int fd, int roles, shmq_queue **out);
 
 /* Drop roles (SHMQ_RD, SHMQ_WR or both) from this handle and keep it. Dropping

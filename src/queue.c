@@ -188,13 +188,15 @@ int shmq_queue_create(const char *name, const struct shmq_queue_attr *attr, shmq
 
 static int open_common(int fd, const char *name, int roles, shmq_queue **out)
 {
+	bool foreign = roles & SHMQ_FOREIGN;
+	roles &= ~SHMQ_FOREIGN;
 	if (!out || roles < 0 || roles > SHMQ_RDWR)
 		return -EINVAL;
 	struct shmq_queue *q = calloc(1, sizeof(*q));
 	if (!q)
 		return -ENOMEM;
 	q->roles = roles;
-	int err = name ? seg_open_name(&q->seg, name) : seg_open_fd(&q->seg, fd);
+	int err = name ? seg_open_name(&q->seg, name, foreign) : seg_open_fd(&q->seg, fd, foreign);
 	return handle_finish(q, err, out);
 }
 

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
 #include <stdio.h>
@@ -85,6 +86,15 @@ static int map_fd(struct seg *s, int fd, const struct seg_geom *g)
 		int err = -errno;
 		munmap(p, size);
 		return err;
+	}
+	/* A named segment can be truncated by any process that may write it;
+	 * touching a page past the end would raise SIGBUS. Checked after
+	 * mapping and before the first access, so only a truncation in the
+	 * microseconds between here and the end of open can still fault
+	 * (shmq.h, shmq_queue_open). */
+	if ((uint64_t)st.st_size < size) {
+		munmap(p, size);
+		return -EPROTO;
 	}
 	/* Mark our open file description (never read through: mmap ignores
 	 * the position). */
@@ -167,8 +177,9 @@ fail:
 }
 
 /* Validate and map an fd the caller hands over (closed on failure). Waits
- * briefly for a creator that has not yet sized the file or published magic. */
-static int seg_adopt(struct seg *s, int fd)
+ * briefly for a creator that has not yet sized the file or published magic.
+ * A segment owned by another user is refused (-EACCES) unless foreign. */
+static int seg_adopt(struct seg *s, int fd, bool foreign)
 {
 	int64_t deadline = wait_deadline(OPEN_WAIT_NS);
 	struct stat st;
@@ -177,6 +188,10 @@ static int seg_adopt(struct seg *s, int fd)
 	for (;;) {
 		if (fstat(fd, &st) < 0) {
 			err = -errno;
+			break;
+		}
+		if (!foreign && st.st_uid != geteuid()) {
+			err = -EACCES;
 			break;
 		}
 		if ((uint64_t)st.st_size >= sizeof(struct seg_hdr)) {
@@ -215,17 +230,17 @@ static int seg_adopt(struct seg *s, int fd)
 	return err;
 }
 
-int seg_open_name(struct seg *s, const char *name)
+int seg_open_name(struct seg *s, const char *name, bool foreign)
 {
 	if (!name || !name_valid(name))
 		return -EINVAL;
 	int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	return seg_adopt(s, fd);
+	return seg_adopt(s, fd, foreign);
 }
 
-int seg_open_fd(struct seg *s, int fd)
+int seg_open_fd(struct seg *s, int fd, bool foreign)
 {
 	/* A new open file description, not a dup: its position is our token
 	 * and must not move the sender's. */
@@ -236,7 +251,7 @@ int seg_open_fd(struct seg *s, int fd)
 	int copy = open(path, O_RDWR | O_CLOEXEC);
 	if (copy < 0)
 		return errno == ENOENT ? -EBADF : -errno;
-	return seg_adopt(s, copy);
+	return seg_adopt(s, copy, foreign);
 }
 
 void seg_close(struct seg *s)

@@ -10,6 +10,7 @@
 
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -137,9 +138,11 @@ struct seg {
 /* Create a segment (name NULL: anonymous memfd) with the given geometry inputs.
  * Returns 0 or -errno. */
 int seg_create(struct seg *s, const char *name, const struct seg_geom *g, uint32_t mode);
-/* Open by name, or adopt a dup of fd. Validates the header: -EPROTO if bad. */
-int seg_open_name(struct seg *s, const char *name);
-int seg_open_fd(struct seg *s, int fd);
+/* Open by name, or adopt a dup of fd. Validates the header: -EPROTO if bad
+ * or smaller than its geometry; -EACCES if another user owns the segment
+ * and foreign is false. */
+int seg_open_name(struct seg *s, const char *name, bool foreign);
+int seg_open_fd(struct seg *s, int fd, bool foreign);
 void seg_close(struct seg *s);
 int seg_unlink(const char *name);
 /* Geometry for create: defaults applied, capacity rounded up to a power of two
