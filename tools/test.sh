@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Builds shmq three ways and runs the whole test suite in each:
-#   build/       release build (what users get)
-#   build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer
-#   build-tsan/  ThreadSanitizer
-# In CI (CI=true) warnings are errors. Usage: tools/test.sh [release|asan|tsan]...
+# Builds shmq three ways and runs the whole test suite in each, then the
+# reliability checks that need a build of their own:
+#   release  build/       release build (what users get)
+#   asan     build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer
+#   tsan     build-tsan/  ThreadSanitizer
+#   drd      build/       tests/threads under valgrind's DRD (tests/drd.supp)
+#   fuzz     build-fuzz/  60 s of the libFuzzer target (clang), tests/fuzz
+#   model    (temp dir)   Spin verification of tests/model/ring.pml
+# In CI (CI=true) warnings are errors. Usage: tools/test.sh [step]...
+# (default: every step). tests/torture/README.md has the long modes.
+# Ends with 'total: N passed, N failed' and fails if anything failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,25 +26,95 @@ configure() { # dir, meson options...
 	fi
 }
 
+failed=0
+record() { # name, passed, failed
+	echo "$1: $2 passed, $3 failed" | tee -a "$summary"
+	[ "$3" -eq 0 ] || failed=1
+}
+
 run_suite() { # name, dir, meson options...
 	local name=$1 dir=$2
 	shift 2
 	echo "=== $name ($dir)"
 	configure "$dir" "${werror[@]}" "$@"
 	ninja -C "$dir"
-	meson test -C "$dir" --print-errorlogs --num-processes 1
-	# Criterion's per-suite "Synthesis" lines, summed over this build.
-	awk -F'[|:]' -v b="$name" '/Synthesis: Tested/ { p += $5; f += $7 + $9 }
-		END { printf "%s: %d passed, %d failed\n", b, p, f }' \
-		"$dir/meson-logs/testlog.txt" | tee -a "$summary"
+	meson test -C "$dir" --print-errorlogs --num-processes 1 || true
+	# Criterion's per-suite "Synthesis" lines, plus the plain programs
+	# (meson suite 'programs': the torture, tests/threads), one test each.
+	local counts
+	counts=$(awk -F'[|:]' '/Synthesis: Tested/ { p += $5; f += $7 + $9 }
+		END { printf "%d %d", p, f }' "$dir/meson-logs/testlog.txt")
+	counts="$counts $(awk '/"name": "shmq:programs \// { if (/"result": "OK"/) p++; else f++ }
+		END { printf "%d %d", p, f }' "$dir/meson-logs/testlog.json")"
+	read -r cp cf pp pf <<<"$counts"
+	# A Criterion suite that crashed or timed out before its Synthesis
+	# line still counts: at least one failure per suite meson failed.
+	local mf
+	mf=$(awk '!/"name": "shmq:programs \// && /"result": "(FAIL|TIMEOUT|ERROR)"/ { n++ }
+		END { print n + 0 }' "$dir/meson-logs/testlog.json")
+	[ "$cf" -ge "$mf" ] || cf=$mf
+	record "$name" $((cp + pp)) $((cf + pf))
+}
+
+# tests/threads under DRD, in the release build. DRD does not model C11
+# atomics or futexes: see tests/threads.c (ignore_segments) and tests/drd.supp.
+run_drd() {
+	echo "=== DRD (build/tests/threads under valgrind --tool=drd)"
+	configure build "${werror[@]}"
+	ninja -C build tests/threads
+	if valgrind --tool=drd --error-exitcode=1 --suppressions=tests/drd.supp \
+		build/tests/threads 5000; then
+		record DRD 1 0
+	else
+		record DRD 0 1
+	fi
+}
+
+# 60 s of fuzzing from the seed corpus; new inputs go to a temporary
+# directory, crash reproducers to build-fuzz/.
+run_fuzz() {
+	echo "=== fuzz (build-fuzz, 60 s)"
+	CC=clang configure build-fuzz "${werror[@]}" -Dfuzz=true -Dtests=disabled -Dbench=false
+	ninja -C build-fuzz tests/fuzz/fuzz_segment
+	local corpus log=build-fuzz/fuzz.log
+	corpus=$(mktemp -d)
+	if build-fuzz/tests/fuzz/fuzz_segment -timeout=5 -max_total_time=60 \
+		-print_final_stats=1 -artifact_prefix=build-fuzz/ \
+		"$corpus" tests/fuzz/corpus >"$log" 2>&1; then
+		grep -E 'DONE|stat::(number_of_executed_units|average_exec_per_sec)' "$log"
+		record Fuzz 1 0
+	else
+		tail -40 "$log"
+		record Fuzz 0 1
+	fi
+	rm -rf "$corpus"
+}
+
+# Exhaustive safety verification of the model (assertions, invalid end
+# states); pan exits 0 whatever it finds, so its report is checked.
+run_model() {
+	echo "=== model (spin, tests/model/ring.pml)"
+	local dir
+	dir=$(mktemp -d)
+	cp tests/model/ring.pml "$dir"
+	if (cd "$dir" && spin -a ring.pml && cc -O2 -DSAFETY -DCOLLAPSE -DMEMLIM=2048 -o pan pan.c &&
+		./pan -m100000) >"$dir/log" 2>&1 &&
+		grep -q 'errors: 0' "$dir/log" && ! grep -q 'Search not completed' "$dir/log"; then
+		grep -E 'errors:|states, stored|elapsed' "$dir/log"
+		record Model 1 0
+	else
+		grep -v '^Depth=' "$dir/log" | tail -30
+		record Model 0 1
+	fi
+	rm -rf "$dir"
 }
 
 summary=$(mktemp)
 trap 'rm -f "$summary"' EXIT
 
-builds=("$@")
-[ ${#builds[@]} -gt 0 ] || builds=(release asan tsan)
-for b in "${builds[@]}"; do
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=(release asan tsan drd fuzz model)
+for b in "${steps[@]}"; do
 	case $b in
 	release) run_suite Release build ;;
 	asan) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
@@ -47,7 +123,11 @@ for b in "${builds[@]}"; do
 	tsan) TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 		run_suite TSan build-tsan -Db_sanitize=thread -Db_lundef=false \
 		-Dbuildtype=debugoptimized -Dbench=false ;;
-	*) echo "unknown build: $b" >&2; exit 2 ;;
+	drd) run_drd ;;
+	fuzz) run_fuzz ;;
+	model) run_model ;;
+	*) echo "unknown step: $b" >&2; exit 2 ;;
 	esac
 done
 awk '{ p += $(NF-3); f += $(NF-1) } END { printf "total: %d passed, %d failed\n", p, f }' "$summary"
+exit $failed
