@@ -5,7 +5,8 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 packages=(
 	build-essential meson ninja-build pkg-config git   # build
-	libcriterion-dev clang libclang-rt-14-dev           # tests, sanitizers
+	libcriterion-dev clang libclang-rt-14-dev           # tests, sanitizers, fuzzing
+	valgrind spin                                        # DRD, model checking
 	libck-dev liburcu-dev libzmq3-dev                    # benchmark peers
 	libiceoryx-binding-c-dev iceoryx python3 gnuplot-nox
 )

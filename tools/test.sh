@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Builds shmq three ways and runs the whole test suite in each:
-#   build/       release build (what users get)
-#   build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer
-#   build-tsan/  ThreadSanitizer
-# In CI (CI=true) warnings are errors. Usage: tools/test.sh [release|asan|tsan]...
+# Builds shmq three ways and runs the whole test suite in each, then the
+# reliability checks that need a build of their own:
+#   release  build/       release build (what users get)
+#   asan     build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer
+#   tsan     build-tsan/  ThreadSanitizer
+#   drd      build/       tests/threads under valgrind's DRD (tests/drd.supp)
+#   fuzz     build-fuzz/  60 s of the libFuzzer target (clang), tests/fuzz
+#   model    (temp dir)   Spin verification of tests/model/ring.pml
+# In CI (CI=true) warnings are errors. Usage: tools/test.sh [step]...
+# (default: every step). tests/torture/README.md has the long modes.
+# Ends with 'total: N passed, N failed' and fails if anything failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,23 +26,30 @@ configure() { # dir, meson options...
 	fi
 }
 
+failed=0
+record() { # name, passed, failed
+	echo "$1: $2 passed, $3 failed" | tee -a "$summary"
+	[ "$3" -eq 0 ] || failed=1
+}
+
 run_suite() { # name, dir, meson options...
 	local name=$1 dir=$2
 	shift 2
 	echo "=== $name ($dir)"
 	configure "$dir" "${werror[@]}" "$@"
 	ninja -C "$dir"
-	meson test -C "$dir" --print-errorlogs --num-processes 1
-	count_tests "$name" "$dir/meson-logs/testlog.txt" | tee -a "$summary"
+	meson test -C "$dir" --print-errorlogs --num-processes 1 || true
+	record "$name" $(count_tests "$dir/meson-logs/testlog.txt")
 }
 
 # Sums the test cases of one build's meson log, test by test: a Criterion
 # suite by its "Synthesis" line, a TAP test (tests/test_cli.sh) by its
-# "ok"/"not ok" lines, and any other test as one case by meson's result.
-# A test meson failed whose own lines show no failure (it crashed, timed out
-# or leaked after its synthesis) counts one failure more.
-count_tests() { # build name, testlog.txt
-	awk -v b="$1" '
+# "ok"/"not ok" lines, and any other test (the torture, tests/threads, the
+# crawler) as one case by meson's result. A test meson failed whose own
+# lines show no failure (it crashed, timed out or leaked after its
+# synthesis) counts one failure more. Prints "passed failed".
+count_tests() { # testlog.txt
+	awk '
 	function end_test() {
 		if (!in_test)
 			return
@@ -51,15 +64,68 @@ count_tests() { # build name, testlog.txt
 	/Synthesis: Tested/ { split($0, x, /[|:]/); synth = 1; sp += x[5]; sf += x[7] + x[9] }
 	/^ok [0-9]+/ { tap = 1; tp++ }
 	/^not ok [0-9]+/ { tap = 1; tf++ }
-	END { end_test(); printf "%s: %d passed, %d failed\n", b, p, f }' "$2"
+	END { end_test(); printf "%d %d\n", p, f }' "$1"
+}
+
+# tests/threads under DRD, in the release build. DRD does not model C11
+# atomics or futexes: see tests/threads.c (ignore_segments) and tests/drd.supp.
+run_drd() {
+	echo "=== DRD (build/tests/threads under valgrind --tool=drd)"
+	configure build "${werror[@]}"
+	ninja -C build tests/threads
+	if valgrind --tool=drd --error-exitcode=1 --suppressions=tests/drd.supp \
+		build/tests/threads 5000; then
+		record DRD 1 0
+	else
+		record DRD 0 1
+	fi
+}
+
+# 60 s of fuzzing from the seed corpus; new inputs go to a temporary
+# directory, crash reproducers to build-fuzz/.
+run_fuzz() {
+	echo "=== fuzz (build-fuzz, 60 s)"
+	CC=clang configure build-fuzz "${werror[@]}" -Dfuzz=true -Dtests=disabled -Dbench=false
+	ninja -C build-fuzz tests/fuzz/fuzz_segment
+	local corpus log=build-fuzz/fuzz.log
+	corpus=$(mktemp -d)
+	if build-fuzz/tests/fuzz/fuzz_segment -timeout=5 -max_total_time=60 \
+		-print_final_stats=1 -artifact_prefix=build-fuzz/ \
+		"$corpus" tests/fuzz/corpus >"$log" 2>&1; then
+		grep -E 'DONE|stat::(number_of_executed_units|average_exec_per_sec)' "$log"
+		record Fuzz 1 0
+	else
+		tail -40 "$log"
+		record Fuzz 0 1
+	fi
+	rm -rf "$corpus"
+}
+
+# Exhaustive safety verification of the model (assertions, invalid end
+# states); pan exits 0 whatever it finds, so its report is checked.
+run_model() {
+	echo "=== model (spin, tests/model/ring.pml)"
+	local dir
+	dir=$(mktemp -d)
+	cp tests/model/ring.pml "$dir"
+	if (cd "$dir" && spin -a ring.pml && cc -O2 -DSAFETY -DCOLLAPSE -DMEMLIM=2048 -o pan pan.c &&
+		./pan -m100000) >"$dir/log" 2>&1 &&
+		grep -q 'errors: 0' "$dir/log" && ! grep -q 'Search not completed' "$dir/log"; then
+		grep -E 'errors:|states, stored|elapsed' "$dir/log"
+		record Model 1 0
+	else
+		grep -v '^Depth=' "$dir/log" | tail -30
+		record Model 0 1
+	fi
+	rm -rf "$dir"
 }
 
 summary=$(mktemp)
 trap 'rm -f "$summary"' EXIT
 
-builds=("$@")
-[ ${#builds[@]} -gt 0 ] || builds=(release asan tsan)
-for b in "${builds[@]}"; do
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=(release asan tsan drd fuzz model)
+for b in "${steps[@]}"; do
 	case $b in
 	release) run_suite Release build ;;
 	asan) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
@@ -68,7 +134,11 @@ for b in "${builds[@]}"; do
 	tsan) TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 		run_suite TSan build-tsan -Db_sanitize=thread -Db_lundef=false \
 		-Dbuildtype=debugoptimized -Dbench=false ;;
-	*) echo "unknown build: $b" >&2; exit 2 ;;
+	drd) run_drd ;;
+	fuzz) run_fuzz ;;
+	model) run_model ;;
+	*) echo "unknown step: $b" >&2; exit 2 ;;
 	esac
 done
 awk '{ p += $(NF-3); f += $(NF-1) } END { printf "total: %d passed, %d failed\n", p, f }' "$summary"
+exit $failed
