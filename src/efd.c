@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -55,10 +57,24 @@ void efd_kick(int fd)
 		;
 }
 
-/* Our reference to the eventfd of registration reg, or -1 (gone, or no
- * permission). The registrant's liveness is checked after pidfd_open, so the
- * fd taken is the registrant's, not a reused pid's. */
-static int efd_fetch(struct seg *s, uint32_t reg)
+/* Is fd an eventfd? A registration is shared memory, which a hostile peer
+ * can forge to name any fd of ours or of the registrant: never write to
+ * anything else. */
+static bool is_eventfd(int fd)
+{
+	char path[64], target[32];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return false;
+	target[n] = 0;
+	return strcmp(target, "anon_inode:[eventfd]") == 0;
+}
+
+/* A dup of the fd that registration reg names, or -1. The registrant's
+ * liveness is checked after pidfd_open, so the fd taken is the registrant's,
+ * not a reused pid's. */
+static int efd_dup(struct seg *s, uint32_t reg)
 {
 	uint32_t tag = reg - 1;
 	int slot = (int)(tag & (SHMQ_MAX_PARTICIPANTS - 1));
@@ -73,6 +89,18 @@ static int efd_fetch(struct seg *s, uint32_t reg)
 		return -1;
 	int fd = part_tag_gone(s, tag) ? -1 : (int)syscall(SYS_pidfd_getfd, pidfd, fdno, 0);
 	close(pidfd);
+	return fd;
+}
+
+/* Our reference to the eventfd of registration reg, or -1 (gone, no
+ * permission, or not an eventfd). */
+static int efd_fetch(struct seg *s, uint32_t reg)
+{
+	int fd = efd_dup(s, reg);
+	if (fd >= 0 && !is_eventfd(fd)) {
+		close(fd);
+		fd = -1;
+	}
 	return fd;
 }
 

@@ -271,3 +271,35 @@ Test(scribbler, live_ring_scribbled_no_crash_no_hang, .timeout = T_TIMEOUT(60))
 	cr_assert_gt(tot[RES_EPROTO] + garbage, 0, "nobody noticed the scribbling");
 	shmq_queue_close(q);
 }
+
+/* A forged eventfd registration naming another fd of a producer (here a log
+ * file it has open) must not make the producer write to that fd: signalling
+ * checks that what it got is an eventfd. Found by the reliability work. */
+Test(scribbler, forged_eventfd_registration_writes_nothing)
+{
+	char path[] = "/tmp/shmq-efd-victim-XXXXXX";
+	int logfd = mkstemp(path);
+	cr_assert_geq(logfd, 0);
+	unlink(path);
+	cr_assert_eq(write(logfd, "hello\n", 6), 6);
+	struct shmq_queue_attr a = t_attr(64, 0);
+	shmq_queue *q;
+	cr_assert_eq(shmq_queue_create(NULL, &a, &q), 0);
+	struct stat st;
+	int fd = shmq_queue_fd(q);
+	cr_assert_eq(fstat(fd, &st), 0);
+	unsigned char *seg = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	cr_assert_neq(seg, MAP_FAILED);
+	struct seg_hdr *h = (struct seg_hdr *)seg;
+	struct seg_part *parts = (struct seg_part *)(seg + h->geom.parts_off);
+	/* Our handle is the only participant: slot 0. Forge its registration. */
+	uint32_t tag = 0 | (atomic_load(&parts[0].gen) & 63) << 10;
+	atomic_store(&parts[0].efd, logfd + 1);
+	atomic_store(&h->efd_reg[0], tag + 1);
+	atomic_fetch_or(&h->ec_data, 0x80000000u); /* "armed" */
+	cr_expect_eq(shmq_put(q, "x", 1, 0), 0);
+	cr_expect_eq(lseek(logfd, 0, SEEK_END), 6, "the producer wrote into a non-eventfd fd");
+	munmap(seg, (size_t)st.st_size);
+	shmq_queue_close(q);
+	close(logfd);
+}
