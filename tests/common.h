@@ -475,6 +475,26 @@ static inline int t_put_msg(shmq_queue *q, uint32_t prod, uint32_t seq, size_t l
 	return shmq_put(q, buf, len, timeout);
 }
 
+/* ------------------------------------------- named queues (Criterion) -- */
+#ifdef cr_assert_eq
+static inline shmq_queue *t_create_named(const char *name, const struct shmq_queue_attr *a)
+{
+	shmq_queue *q = NULL;
+	int r = shmq_queue_create(name, a, &q);
+	cr_assert_eq(r, 0, "create %s: %d", name, r);
+	return q;
+}
+
+/* One checked message from w to r. */
+static inline void t_roundtrip(shmq_queue *w, shmq_queue *r, uint32_t seq)
+{
+	unsigned char buf[512];
+	cr_assert_eq(t_put_msg(w, 0, seq, 123, 0), 0);
+	cr_assert_eq(shmq_get(r, buf, sizeof(buf), 0), 123);
+	cr_assert_eq(tmsg_check_exact(buf, 123, 0, seq, 123), TMSG_OK);
+}
+#endif
+
 /* ---------------------------------------------- multi-process exactly-once -- */
 
 /* What consumers record, in memory shared with the parent. One bit per

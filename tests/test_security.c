@@ -10,22 +10,6 @@
 #define LIVE (2 * T_SEC * T_SCALE)
 #define NOBODY 65534 /* uid and gid of "nobody" on Debian */
 
-static shmq_queue *create_named(const char *name)
-{
-	shmq_queue *q = NULL;
-	int r = shmq_queue_create(name, NULL, &q);
-	cr_assert_eq(r, 0, "create %s: %d", name, r);
-	return q;
-}
-
-static void roundtrip(shmq_queue *w, shmq_queue *r, uint32_t seq)
-{
-	unsigned char buf[512];
-	cr_assert_eq(t_put_msg(w, 0, seq, 123, 0), 0);
-	cr_assert_eq(shmq_get(r, buf, sizeof(buf), 0), 123);
-	cr_assert_eq(tmsg_check_exact(buf, 123, 0, seq, 123), TMSG_OK);
-}
-
 static void need_root(void)
 {
 	if (geteuid() != 0)
@@ -142,7 +126,7 @@ Test(foreign, chowned_segment_by_fd_eacces_and_no_trace)
 {
 	need_root();
 	const char *name = t_name("chown");
-	shmq_queue *q = create_named(name), *o = NULL;
+	shmq_queue *q = t_create_named(name, NULL), *o = NULL;
 	int fd = shmq_queue_fd(q);
 	cr_assert_eq(fchown(fd, NOBODY, NOBODY), 0);
 	struct shmq_stat before, after;
@@ -156,8 +140,8 @@ Test(foreign, chowned_segment_by_fd_eacces_and_no_trace)
 	cr_assert_eq(shmq_queue_open_fd(fd, SHMQ_RD | 0x200, &o), -EINVAL);
 	cr_assert_eq(shmq_queue_open_fd(fd, 4 | SHMQ_FOREIGN, &o), -EINVAL);
 	cr_assert_eq(shmq_queue_open_fd(fd, SHMQ_RDWR | SHMQ_FOREIGN, &o), 0);
-	roundtrip(q, o, 1);
-	roundtrip(o, q, 2);
+	t_roundtrip(q, o, 1);
+	t_roundtrip(o, q, 2);
 	shmq_queue_close(o);
 
 	/* Owned by us again: accepted without the flag. */
@@ -176,7 +160,7 @@ Test(foreign, anonymous_segment_of_another_user_eacces)
 	cr_assert_eq(fchown(shmq_queue_fd(q), NOBODY, NOBODY), 0);
 	cr_assert_eq(shmq_queue_open_fd(shmq_queue_fd(q), SHMQ_RD, &o), -EACCES);
 	cr_assert_eq(shmq_queue_open_fd(shmq_queue_fd(q), SHMQ_RD | SHMQ_FOREIGN, &o), 0);
-	roundtrip(q, o, 3);
+	t_roundtrip(q, o, 3);
 	shmq_queue_close(o);
 	shmq_queue_close(q);
 }
@@ -218,7 +202,7 @@ Test(truncate, open_after_truncate_under_attached_handles_eproto, .timeout = T_T
 {
 	struct trunc_sh *s = t_shared(sizeof(*s));
 	snprintf(s->name, sizeof(s->name), "%.60s", t_name("trunc"));
-	shmq_queue *q = create_named(s->name), *o = NULL;
+	shmq_queue *q = t_create_named(s->name, NULL), *o = NULL;
 	struct shmq_stat st0;
 	cr_assert_eq(shmq_queue_stat(q, &st0), 0);
 	pid_t cons = t_fork(attached_consumer, s);
@@ -236,7 +220,7 @@ Test(truncate, open_after_truncate_under_attached_handles_eproto, .timeout = T_T
 	cr_assert_eq(ftruncate(shmq_queue_fd(q), (off_t)st0.size), 0);
 	cr_assert_eq(shmq_queue_open(s->name, SHMQ_RD, &o), 0);
 	cr_assert_eq(shmq_qsize(o), 0);
-	roundtrip(q, o, 4);
+	t_roundtrip(q, o, 4);
 	shmq_queue_close(o);
 
 	t_set(&s->done, 1);

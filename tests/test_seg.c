@@ -22,29 +22,13 @@ static const char *dev_shm(const char *name, char *buf, size_t n)
 	return buf;
 }
 
-static shmq_queue *create_named(const char *name, const struct shmq_queue_attr *a)
-{
-	shmq_queue *q = NULL;
-	int r = shmq_queue_create(name, a, &q);
-	cr_assert_eq(r, 0, "create %s: %d", name, r);
-	return q;
-}
-
-static void roundtrip(shmq_queue *w, shmq_queue *r, uint32_t seq)
-{
-	unsigned char buf[512];
-	cr_assert_eq(t_put_msg(w, 0, seq, 123, 0), 0);
-	cr_assert_eq(shmq_get(r, buf, sizeof(buf), 0), 123);
-	cr_assert_eq(tmsg_check_exact(buf, 123, 0, seq, 123), TMSG_OK);
-}
-
 /* ------------------------------------------------------------- named -- */
 
 Test(named, default_mode_is_exactly_0600)
 {
 	const char *name = t_name("mode");
 	mode_t old = umask(0); /* a permissive umask must not widen it */
-	shmq_queue *q = create_named(name, NULL);
+	shmq_queue *q = t_create_named(name, NULL);
 	umask(old);
 	char path[128];
 	struct stat st;
@@ -63,7 +47,7 @@ Test(named, mode_attr_honoured_exactly_despite_umask)
 	struct shmq_queue_attr a = t_attr(0, 0);
 	a.mode = 0640;
 	mode_t old = umask(077);
-	shmq_queue *q = create_named(name, &a);
+	shmq_queue *q = t_create_named(name, &a);
 	umask(old);
 	char path[128];
 	struct stat st;
@@ -76,10 +60,10 @@ Test(named, mode_attr_honoured_exactly_despite_umask)
 Test(named, create_twice_eexist_open_missing_enoent)
 {
 	const char *name = t_name("twice");
-	shmq_queue *q = create_named(name, NULL), *q2 = NULL;
+	shmq_queue *q = t_create_named(name, NULL), *q2 = NULL;
 	cr_assert_eq(shmq_queue_create(name, NULL, &q2), -EEXIST);
 	cr_assert_null(q2);
-	roundtrip(q, q, 0); /* the first is untouched */
+	t_roundtrip(q, q, 0); /* the first is untouched */
 
 	const char *missing = t_name("missing");
 	cr_assert_eq(shmq_queue_open(missing, SHMQ_RD, &q2), -ENOENT);
@@ -93,14 +77,14 @@ Test(named, open_by_name_shares_the_queue)
 {
 	const char *name = t_name("share");
 	struct shmq_queue_attr a = t_attr(128, 2000);
-	shmq_queue *q = create_named(name, &a), *r = NULL, *w = NULL;
+	shmq_queue *q = t_create_named(name, &a), *r = NULL, *w = NULL;
 	cr_assert_eq(shmq_queue_open(name, SHMQ_RD, &r), 0);
 	cr_assert_eq(shmq_queue_open(name, SHMQ_WR, &w), 0);
 	cr_assert_eq(shmq_capacity(r), shmq_capacity(q), "geometry seen by an opener");
 	cr_assert_eq(shmq_msg_max(r), 2000);
-	roundtrip(w, r, 1);
-	roundtrip(q, r, 2);
-	roundtrip(w, q, 3);
+	t_roundtrip(w, r, 1);
+	t_roundtrip(q, r, 2);
+	t_roundtrip(w, q, 3);
 	shmq_queue_close(w);
 	shmq_queue_close(r);
 	shmq_queue_close(q);
@@ -110,7 +94,7 @@ Test(named, open_by_name_shares_the_queue)
 Test(named, unlink_while_attached)
 {
 	const char *name = t_name("unlink");
-	shmq_queue *q = create_named(name, NULL), *r = NULL;
+	shmq_queue *q = t_create_named(name, NULL), *r = NULL;
 	cr_assert_eq(shmq_queue_open(name, SHMQ_RD, &r), 0);
 	cr_assert_eq(t_put_msg(q, 0, 0, 64, 0), 0);
 	cr_assert_eq(shmq_unlink(name), 0);
@@ -125,9 +109,9 @@ Test(named, unlink_while_attached)
 	unsigned char buf[128];
 	cr_assert_eq(shmq_get(r, buf, sizeof(buf), 0), 64);
 	cr_assert_eq(tmsg_check_exact(buf, 64, 0, 0, 64), TMSG_OK);
-	roundtrip(q, r, 1);
+	t_roundtrip(q, r, 1);
 	/* The name is free for a new, different queue. */
-	shmq_queue *fresh = create_named(name, NULL);
+	shmq_queue *fresh = t_create_named(name, NULL);
 	cr_assert_eq(shmq_qsize(fresh), 0);
 	cr_assert_eq(t_put_msg(fresh, 0, 9, 10, 0), 0);
 	cr_assert_eq(shmq_qsize(q), 0, "the old queue is another queue");
@@ -157,7 +141,7 @@ Test(named, open_racing_create_never_eproto, .timeout = T_TIMEOUT(60))
 	for (int i = 0; i < 30; i++) {
 		const char *name = t_name("race");
 		pid_t pid = t_fork(open_as_soon_as_it_exists, (void *)name);
-		shmq_queue *q = create_named(name, NULL);
+		shmq_queue *q = t_create_named(name, NULL);
 		int st;
 		int r = t_wait(pid, &st, 2 * LIVE);
 		if (r < 0)
@@ -365,7 +349,7 @@ static void tamper_and_expect_eproto(const struct tamper *list, size_t count)
 {
 	const char *name = t_name("tamper");
 	struct shmq_queue_attr a = t_attr(256, 4000);
-	shmq_queue *q = create_named(name, &a), *o = NULL;
+	shmq_queue *q = t_create_named(name, &a), *o = NULL;
 	cr_assert_eq(t_put_msg(q, 0, 0, 100, 0), 0);
 	shmq_queue_close(q);
 
@@ -421,7 +405,7 @@ Test(hostile, unknown_flags_eproto, .timeout = T_TIMEOUT(30))
 Test(hostile, truncated_segment_eproto, .timeout = T_TIMEOUT(10))
 {
 	const char *name = t_name("trunc");
-	shmq_queue *q = create_named(name, NULL);
+	shmq_queue *q = t_create_named(name, NULL);
 	shmq_queue_close(q);
 	int fd = shm_open(name, O_RDWR, 0);
 	cr_assert_geq(fd, 0);
@@ -455,7 +439,7 @@ Test(anon, memfd_sealed_against_resizing)
 	cr_assert_eq(ftruncate(fd, st.st_size / 2), -1, "a peer could shrink the segment");
 	cr_assert_eq(errno, EPERM);
 	cr_assert_eq(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC, "fd not close-on-exec");
-	roundtrip(q, q, 0);
+	t_roundtrip(q, q, 0);
 	shmq_queue_close(q);
 }
 
@@ -465,7 +449,7 @@ Test(hostile, garbage_ring_cells_no_crash_no_hang, .timeout = T_TIMEOUT(30))
 {
 	const char *name = t_name("garbage");
 	struct shmq_queue_attr a = t_attr(64, 1024);
-	shmq_queue *q = create_named(name, &a);
+	shmq_queue *q = t_create_named(name, &a);
 	int fd;
 	size_t size, off;
 	unsigned char *seg = map_all(name, &size, &off, &fd);
@@ -507,7 +491,7 @@ static uint64_t st_bits(uint64_t v, unsigned shift, unsigned bits)
 Test(hostile, corrupted_length_dropped_eproto)
 {
 	const char *name = t_name("badlen");
-	shmq_queue *q = create_named(name, NULL);
+	shmq_queue *q = t_create_named(name, NULL);
 	cr_assert_eq(t_put_msg(q, 0, 0, 7, 0), 0);
 	cr_assert_eq(t_put_msg(q, 0, 1, 90, 0), 0);
 	int fd;
@@ -522,7 +506,7 @@ Test(hostile, corrupted_length_dropped_eproto)
 	cr_assert_eq(shmq_get(q, buf, sizeof(buf), 0), -EPROTO);
 	cr_assert_eq(shmq_get(q, buf, sizeof(buf), 0), 90);
 	cr_assert_eq(tmsg_check_exact(buf, 90, 0, 1, 90), TMSG_OK);
-	roundtrip(q, q, 2);
+	t_roundtrip(q, q, 2);
 	munmap(seg, size);
 	close(fd);
 	shmq_queue_close(q);
@@ -662,7 +646,7 @@ Test(byname, peer_program_produces, .timeout = T_TIMEOUT(60))
 	const char *name = t_name("peerp");
 	struct shmq_queue_attr a = t_attr(0, 0);
 	a.flags = SHMQ_NOROLES; /* like `shmq create`: the queue waits for both */
-	shmq_queue *c = create_named(name, &a), *r = NULL;
+	shmq_queue *c = t_create_named(name, &a), *r = NULL;
 	cr_assert_eq(shmq_queue_open(name, SHMQ_RD, &r), 0);
 	pid_t pid = spawn_peer("produce", name, 6, PEER_MSGS);
 	static unsigned char buf[TMSG_MAX];
@@ -694,7 +678,7 @@ Test(byname, peer_program_consumes_and_sees_eof, .timeout = T_TIMEOUT(60))
 	const char *name = t_name("peerc");
 	struct shmq_queue_attr a = t_attr(0, 0);
 	a.flags = SHMQ_NOROLES;
-	shmq_queue *c = create_named(name, &a), *w = NULL;
+	shmq_queue *c = t_create_named(name, &a), *w = NULL;
 	cr_assert_eq(shmq_queue_open(name, SHMQ_WR, &w), 0);
 	pid_t pid = spawn_peer("consume", name, 8, 300);
 	for (uint32_t i = 0; i < 300; i++)
