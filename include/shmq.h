@@ -349,7 +349,9 @@ size_t shmq_conn_chunk(shmq_conn *c);
  * of file. Returns 0; -EINVAL. */
 int shmq_conn_fds(shmq_conn *c, int *rfd, int *wfd);
 /* Open an end from fds got through shmq_conn_fds() (each dup'ed: the caller
- * keeps its fds; -1 for a missing direction, not both).
+ * keeps its fds; -1 for a missing direction, not both). Like
+ * shmq_queue_open_fd without SHMQ_FOREIGN, it refuses segments another user
+ * owns (-EACCES).
  * Returns 0; -EINVAL, and the errors of shmq_queue_open_fd. */
 int shmq_conn_open_fds(int rfd, int wfd, shmq_conn **out);
 
