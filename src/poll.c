@@ -12,9 +12,6 @@
 
 #include <errno.h>
 
-/* How often a long wait checks that the processes it waits for are alive. */
-#define CHECK_NS (50 * 1000 * 1000)
-
 static const int poll_events[2] = { SHMQ_POLLIN, SHMQ_POLLOUT };
 
 static shmq_queue *item_queue(const struct shmq_pollitem *it, int event)
@@ -105,9 +102,8 @@ int shmq_wait_any(struct shmq_pollitem *items, unsigned n, int64_t timeout_ns)
 			return ready;
 		if (wait_expired(deadline))
 			return 0;
-		int64_t slice = wait_now() + CHECK_NS;
 		ec_wait_many((_Atomic uint32_t *const *)words, keys, nw,
-			     deadline < slice ? deadline : slice);
+			     wait_slice(deadline, CHECK_NS));
 		check_all(items, n);
 	}
 }

@@ -31,9 +31,6 @@
 #define SPIN_MIN_NS 500 /* below this, do not spin at all */
 #define SPIN_PROBE 16
 #define SPIN_POLLS 16 /* polls between yields */
-/* How often a waiter checks that the processes it waits for are alive; also
- * the longest a parked waiter sleeps between such checks. */
-#define CHECK_NS (50 * 1000 * 1000)
 
 #define MEMBERS_VALID (1ull << 31)
 
@@ -133,9 +130,11 @@ static int handle_attach(struct shmq_queue *q, int roles)
 	}
 	q->tag = part_tag(&q->seg, q->slot);
 	q->joinable = q->seg.geom.flags & SHMQ_JOINABLE;
-	uint64_t lost;
-	part_held(&q->seg, &lost);
-	atomic_store(&q->lost_seen, lost); /* report only losses from now on */
+	if (q->joinable) { /* report only losses from now on */
+		uint64_t lost;
+		part_held(&q->seg, &lost);
+		atomic_store(&q->lost_seen, lost);
+	}
 	atomic_store(&q->roles, roles);
 	q->next = handles;
 	if (handles)
@@ -402,8 +401,6 @@ static void spin_learn(_Atomic int32_t *learned, bool caught)
 	atomic_store_explicit(learned, caught ? SPIN_NS : ns / 2, memory_order_relaxed);
 }
 
-/* Try, spin, then park on the eventcount of our direction until the op
- * succeeds, fails for good, or the deadline passes. */
 static int queue_wait_body(struct shmq_queue *q, const struct op *op, int64_t timeout_ns);
 
 /* Blocking calls, and the eventfd's arming when a get finds nothing. */
@@ -415,6 +412,8 @@ static int queue_wait(struct shmq_queue *q, const struct op *op, int64_t timeout
 	return r;
 }
 
+/* Try, spin, then park on the eventcount of our direction until the op
+ * succeeds, fails for good, or the deadline passes. */
 static int queue_wait_body(struct shmq_queue *q, const struct op *op, int64_t timeout_ns)
 {
 	struct ring_block b;
@@ -439,8 +438,7 @@ static int queue_wait_body(struct shmq_queue *q, const struct op *op, int64_t ti
 			return r;
 		if (wait_expired(deadline))
 			return -ETIMEDOUT;
-		int64_t slice = wait_now() + CHECK_NS;
-		ec_wait(ec, key, deadline < slice ? deadline : slice);
+		ec_wait(ec, key, wait_slice(deadline, CHECK_NS));
 		r = spin(q, op, &b, deadline, spin_budget(q, learned));
 	}
 }
@@ -733,7 +731,7 @@ int shmq_join(shmq_queue *q, int64_t timeout_ns)
 			part_reap_dead(&q->seg, SHMQ_RD);
 			last_reap = now;
 		}
-		ec_wait(ec, key, deadline < now + CHECK_NS ? deadline : now + CHECK_NS);
+		ec_wait(ec, key, wait_slice(deadline, CHECK_NS));
 	}
 }
 

@@ -7,6 +7,10 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+/* How often a waiter checks that the processes it waits for are alive; also
+ * the longest a parked waiter sleeps between such checks. */
+#define CHECK_NS (50 * 1000 * 1000)
+
 /* Of SHMQ_POLLIN/SHMQ_POLLOUT in events, which hold now: IN, a get would not
  * block (a message, or end of data); OUT, a put of a one-cell message would
  * not block (room, or no consumer left). HUP: the other side is gone. */

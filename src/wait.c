@@ -28,6 +28,12 @@ int64_t wait_deadline(int64_t timeout_ns)
 	return timeout_ns > WAIT_FOREVER - now ? WAIT_FOREVER : now + timeout_ns;
 }
 
+int64_t wait_slice(int64_t deadline, int64_t slice_ns)
+{
+	int64_t end = wait_now() + slice_ns;
+	return deadline < end ? deadline : end;
+}
+
 bool wait_expired(int64_t deadline)
 {
 	return deadline != WAIT_FOREVER && wait_now() >= deadline;
@@ -95,11 +101,8 @@ static int wait_one_slice(_Atomic uint32_t *const *words, const uint32_t *keys, 
 {
 	static _Atomic unsigned turn;
 	unsigned i = atomic_fetch_add_explicit(&turn, 1, memory_order_relaxed) % n;
-	int64_t slice = wait_now() + WAITV_FALLBACK_NS;
-	return ec_wait(words[i], keys[i], deadline < slice ? deadline : slice) == -ETIMEDOUT &&
-			       wait_expired(deadline)
-		       ? -ETIMEDOUT
-		       : 0;
+	int r = ec_wait(words[i], keys[i], wait_slice(deadline, WAITV_FALLBACK_NS));
+	return r == -ETIMEDOUT && wait_expired(deadline) ? -ETIMEDOUT : 0;
 }
 
 int ec_wait_many(_Atomic uint32_t *const *words, const uint32_t *keys, unsigned n,

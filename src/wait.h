@@ -13,6 +13,9 @@ int64_t wait_now(void);
 /* Absolute CLOCK_MONOTONIC deadline for a relative timeout (-1: forever). */
 int64_t wait_deadline(int64_t timeout_ns);
 bool wait_expired(int64_t deadline);
+/* The earlier of the deadline and slice_ns from now: where a wait that must
+ * look around every slice_ns sleeps until. */
+int64_t wait_slice(int64_t deadline, int64_t slice_ns);
 /* Sleep ns (restarts after signals). */
 void wait_nap(int64_t ns);
 
