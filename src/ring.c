@@ -56,6 +56,8 @@ enum { ST_FREE = 0, ST_BUSY = 1, ST_FULL = 2, ST_READ = 3 };
 #define K_MASK ((1ull << 20) - 1)
 #define TAG_SHIFT 23
 #define TAG_MASK ((1ull << PART_TAG_BITS) - 1)
+#define TAG_FIELD (TAG_MASK << TAG_SHIFT)
+#define FULL_ONE (ST_FULL | 1ull << K_SHIFT) /* FULL, one cell, lap and length 0 */
 #define LAP_SHIFT 39
 #define LAP_BITS 25u
 
@@ -111,11 +113,10 @@ static inline uint64_t per_cell(const struct ring *r)
 {
 	return r->cell_size - CELL_HEAD;
 }
-/* The FULL state of a message of len bytes at pos. */
-static inline uint64_t full_state(const struct ring *r, uint64_t pos, size_t len)
+/* The FULL state of a message of len bytes in k cells, lap field 0. */
+static inline uint64_t full_state(const struct ring *r, size_t len, uint64_t k)
 {
-	uint64_t k = cells_for(r, len);
-	return st_make(ST_FULL, lap_of(r, pos), k, len - (k - 1) * per_cell(r));
+	return st_make(ST_FULL, 0, k, len - (k - 1) * per_cell(r));
 }
 /* Length of the FULL message s; false if s is not a sane one. */
 static inline bool full_len(const struct ring *r, uint64_t s, uint64_t *len)
@@ -128,7 +129,52 @@ static inline bool full_len(const struct ring *r, uint64_t s, uint64_t *len)
 /* A claim covers at most the ring and what the k field holds. */
 static inline bool span_ok(const struct ring *r, uint64_t k)
 {
-	return k >= 1 && k <= r->mask + 1 && k <= K_MASK;
+	return k >= 1 && k <= r->span_max;
+}
+/* A walk over consecutive cells: the cell of pos and the lap field of its
+ * states, kept up to date by cursor_step without recomputing them from pos
+ * (the hot loops below step once per message). */
+struct cursor {
+	uint64_t pos;
+	struct seg_cell *at; /* cell(r, pos) */
+	uint64_t lap;        /* lap_of(r, pos) << LAP_SHIFT: also FREE of this lap */
+};
+
+static inline struct cursor cursor_at(const struct ring *r, uint64_t pos)
+{
+	return (struct cursor){ pos, cell(r, pos), lap_of(r, pos) << LAP_SHIFT };
+}
+
+static inline void cursor_step(const struct ring *r, struct cursor *c, uint64_t k)
+{
+	if (__builtin_expect(k == 1 && ((c->pos + 1) & r->mask), 1)) {
+		c->pos++;
+		c->at = (struct seg_cell *)((unsigned char *)c->at + r->cell_size);
+	} else {
+		*c = cursor_at(r, c->pos + k);
+	}
+}
+
+/* The FREE state of the next lap at c: what a consumer leaves behind. */
+static inline uint64_t cursor_freed(const struct ring *r, const struct cursor *c)
+{
+	return lap_next(r, c->lap >> LAP_SHIFT) << LAP_SHIFT;
+}
+
+/* The published, sane message whose state s was read at c: returns its cell
+ * count, with its length in *len, or 0 when s is anything else. A one-cell
+ * message, the common case, takes one compare. */
+static inline uint64_t full_here(const struct ring *r, const struct cursor *c, uint64_t s,
+				 uint64_t *len)
+{
+	if (__builtin_expect((s & ~TAG_FIELD) == (c->lap | FULL_ONE), 1)) {
+		*len = st_last(s);
+		return *len <= r->one_max;
+	}
+	if (st_kind(s) != ST_FULL || (s & ST_SKIP) || st_lap(s) << LAP_SHIFT != c->lap ||
+	    !full_len(r, s, len))
+		return 0;
+	return st_k(s);
 }
 
 void ring_init(struct ring *r, const struct seg *s)
@@ -144,6 +190,8 @@ void ring_init(struct ring *r, const struct seg *s)
 	r->msg_max = s->geom.msg_max;
 	r->cell_size = s->geom.cell_size;
 	r->max_cells = seg_cells_for(s->geom.msg_max, s->geom.cell_size);
+	r->span_max = r->mask + 1 < K_MASK ? r->mask + 1 : K_MASK;
+	r->one_max = r->msg_max < per_cell(r) ? r->msg_max : (uint32_t)per_cell(r);
 }
 
 /* Compare-and-swap a 64-bit index once; failure means someone helped. */
@@ -153,21 +201,71 @@ static inline void idx_help(_Atomic uint64_t *idx, uint64_t seen, uint64_t k)
 						memory_order_acq_rel, memory_order_relaxed);
 }
 
-/* First offset in [from, to) whose cell is not free, or to. */
-static uint64_t range_free_until(const struct ring *r, uint64_t pos, uint64_t from, uint64_t to)
+/* How many of the n messages fit in the run of free cells at pos, whose
+ * first cell is known free: returns the count, with *cells their cells and
+ * *stop the position after the last cell found free. */
+static unsigned fit_free(const struct ring *r, uint64_t pos, const struct iovec *msgs, unsigned n,
+			 uint64_t *cells, uint64_t *stop)
 {
-	for (uint64_t i = from; i < to; i++)
-		if (load_state(cell(r, pos + i)) != free_state(r, pos + i))
-			return i;
-	return to;
+	struct cursor c = cursor_at(r, pos);
+	uint64_t used = 0, checked = 1;
+	unsigned m = 0;
+	cursor_step(r, &c, 1);
+	for (; m < n; m++) {
+		uint64_t k = cells_for(r, msgs[m].iov_len);
+		if (used + k > r->span_max)
+			break;
+		for (; checked < used + k; checked++, cursor_step(r, &c, 1))
+			if (load_state(c.at) != c.lap)
+				goto out;
+		used += k;
+	}
+out:
+	*cells = used;
+	*stop = pos + checked;
+	return m;
 }
 
+/* Copy n bytes where n is at most a cell's payload, typically a few dozen:
+ * inline moves of overlapping chunks, which never touch a byte outside
+ * [0, n). A libc call costs more than moving a 20-byte message. */
+static inline void copy_small(unsigned char *d, const unsigned char *s, size_t n)
+{
+	if (n > 32) {
+		memcpy(d, s, 32);
+		memcpy(d + n - 32, s + n - 32, 32);
+	} else if (n >= 16) {
+		memcpy(d, s, 16);
+		memcpy(d + n - 16, s + n - 16, 16);
+	} else if (n >= 8) {
+		memcpy(d, s, 8);
+		memcpy(d + n - 8, s + n - 8, 8);
+	} else if (n >= 4) {
+		memcpy(d, s, 4);
+		memcpy(d + n - 4, s + n - 4, 4);
+	} else if (n) {
+		d[0] = s[0];
+		d[n / 2] = s[n / 2];
+		d[n - 1] = s[n - 1];
+	}
+}
+
+static inline void copy_bytes(void *d, const void *s, size_t n)
+{
+	if (n <= 64)
+		copy_small(d, s, n);
+	else
+		memcpy(d, s, n);
+}
+
+/* Copy a message of len bytes into its cells from pos on (copy_out: out of
+ * them). */
 static void copy_in(const struct ring *r, uint64_t pos, const void *buf, size_t len)
 {
 	const unsigned char *src = buf;
 	for (size_t n; len; src += n, len -= n, pos++) {
 		n = len < per_cell(r) ? len : per_cell(r);
-		memcpy(cell(r, pos)->payload, src, n);
+		copy_bytes(cell(r, pos)->payload, src, n);
 	}
 }
 
@@ -176,7 +274,7 @@ static void copy_out(const struct ring *r, uint64_t pos, void *buf, size_t len)
 	unsigned char *dst = buf;
 	for (size_t n; len; dst += n, len -= n, pos++) {
 		n = len < per_cell(r) ? len : per_cell(r);
-		memcpy(dst, cell(r, pos)->payload, n);
+		copy_bytes(dst, cell(r, pos)->payload, n);
 	}
 }
 
@@ -184,9 +282,10 @@ static void copy_out(const struct ring *r, uint64_t pos, void *buf, size_t len)
 
 /* Claim cells at tail for up to n messages of the given lengths (all: exactly
  * n). Returns the count claimed, with *sp the range; -EAGAIN, -EPROTO. */
-static int claim_put(struct ring *r, uint32_t tag, const struct iovec *msgs, unsigned n, bool all,
-		     struct ring_span *sp, struct ring_block *b)
+static int claim_put(const struct ring *shared_r, uint32_t tag, const struct iovec *msgs,
+		     unsigned n, bool all, struct ring_span *sp, struct ring_block *b)
 {
+	const struct ring g = *shared_r, *r = &g; /* in registers across the atomics */
 	_Atomic uint64_t *tail = &r->hdr->tail;
 	uint64_t t = atomic_load_explicit(tail, memory_order_acquire);
 
@@ -197,18 +296,8 @@ static int claim_put(struct ring *r, uint32_t tag, const struct iovec *msgs, uns
 
 		if (s == free_state(r, pos)) {
 			/* How many messages fit in the free run from pos. */
-			unsigned m = 0;
-			uint64_t cells = 0, free_to = 1;
-			while (m < n) {
-				uint64_t k = cells_for(r, msgs[m].iov_len);
-				if (!span_ok(r, cells + k))
-					break;
-				free_to = range_free_until(r, pos, free_to, cells + k);
-				if (free_to < cells + k)
-					break;
-				cells += k;
-				m++;
-			}
+			uint64_t cells, stop;
+			unsigned m = fit_free(r, pos, msgs, n, &cells, &stop);
 			uint64_t busy = st_make(ST_BUSY, lap, cells, tag);
 			if (m && (m == n || !all) &&
 			    atomic_compare_exchange_strong_explicit(&c->state, &s, busy,
@@ -221,7 +310,7 @@ static int claim_put(struct ring *r, uint32_t tag, const struct iovec *msgs, uns
 			}
 			uint64_t t2 = atomic_load_explicit(tail, memory_order_acquire);
 			if (t2 == t && (!m || (all && m < n))) {
-				b->pos = pos + free_to;
+				b->pos = stop;
 				b->state = load_state(cell(r, b->pos));
 				return -EAGAIN;
 			}
@@ -253,33 +342,38 @@ static int claim_put(struct ring *r, uint32_t tag, const struct iovec *msgs, uns
 /* Publish the first message last: it is what lets consumers in. */
 static void publish(const struct ring *r, const struct ring_span *sp, size_t len)
 {
-	atomic_store_explicit(&cell(r, sp->pos)->state, full_state(r, sp->pos, len),
+	atomic_store_explicit(&cell(r, sp->pos)->state,
+			      st_make(0, lap_of(r, sp->pos), 0, 0) | full_state(r, len, cells_for(r, len)),
 			      memory_order_seq_cst);
 }
 
 int ring_try_put(struct ring *r, uint32_t tag, const struct iovec *msgs, unsigned n, bool all,
 		 struct ring_block *b)
 {
+	const struct ring g = *r; /* in registers across the atomics below */
 	struct ring_span sp;
 	int m = claim_put(r, tag, msgs, n, all, &sp, b);
 	if (m <= 0)
 		return m;
-	uint64_t pos = sp.pos;
+	struct cursor c = cursor_at(&g, sp.pos);
 	for (int i = 0; i < m; i++) {
-		uint64_t k = cells_for(r, msgs[i].iov_len);
-		copy_in(r, pos, msgs[i].iov_base, msgs[i].iov_len);
+		size_t len = msgs[i].iov_len;
+		uint64_t k = cells_for(&g, len);
+		if (k == 1)
+			copy_bytes(c.at->payload, msgs[i].iov_base, len);
+		else
+			copy_in(&g, c.pos, msgs[i].iov_base, len);
 		if (i > 0)
-			atomic_store_explicit(&cell(r, pos)->state,
-					      full_state(r, pos, msgs[i].iov_len),
+			atomic_store_explicit(&c.at->state, c.lap | full_state(&g, len, k),
 					      memory_order_release);
-		pos += k;
+		cursor_step(&g, &c, k);
 	}
 	/* tail counted the batch as one message. The rest is added only now: a
 	 * producer that dies before publishing has its batch dropped as one
 	 * skipped message, and the counts stay consistent. */
 	if (m > 1)
-		atomic_fetch_add_explicit(&r->hdr->tail_extra, (uint32_t)m - 1, memory_order_relaxed);
-	publish(r, &sp, msgs[0].iov_len);
+		atomic_fetch_add_explicit(&g.hdr->tail_extra, (uint32_t)m - 1, memory_order_relaxed);
+	publish(&g, &sp, msgs[0].iov_len);
 	return m;
 }
 
@@ -298,21 +392,33 @@ void ring_commit(struct ring *r, const struct ring_span *sp, size_t len)
 
 /* ------------------------------------------------------------- consumers -- */
 
-/* Release cells the caller holds in READ state: the others first, the first
- * cell last (seq_cst, see the top comment). */
-static void release(const struct ring *r, uint64_t pos, uint64_t held)
+/* Free cells [from, to) that the caller holds inside its claim (not the
+ * claim's first cell): their next lap may use them. */
+static inline void free_cells(const struct ring *r, uint64_t from, uint64_t to)
 {
-	for (uint64_t i = 1; i < st_k(held); i++)
-		atomic_store_explicit(&cell(r, pos + i)->state,
-				      st_make(ST_FREE, lap_next(r, lap_of(r, pos + i)), 0, 0),
-				      memory_order_release);
+	for (struct cursor c = cursor_at(r, from); c.pos < to; cursor_step(r, &c, 1))
+		atomic_store_explicit(&c.at->state, cursor_freed(r, &c), memory_order_release);
+}
+
+/* Free the first cell of a claim held in READ state, after all the others
+ * (seq_cst, see the top comment). */
+static void release_first(const struct ring *r, uint64_t pos, uint64_t held)
+{
 	atomic_compare_exchange_strong_explicit(&cell(r, pos)->state, &held,
 						st_make(ST_FREE, lap_next(r, st_lap(held)), 0, 0),
 						memory_order_seq_cst, memory_order_relaxed);
 }
 
+/* Release cells the caller holds in READ state: the others first, the first
+ * cell last. */
+static void release(const struct ring *r, uint64_t pos, uint64_t held)
+{
+	free_cells(r, pos + 1, pos + st_k(held));
+	release_first(r, pos, held);
+}
+
 /* Take the message(s) at head: returns true when sp now holds them. */
-static bool claim_at_head(struct ring *r, uint64_t h, uint64_t seen, uint64_t held,
+static bool claim_at_head(const struct ring *r, uint64_t h, uint64_t seen, uint64_t held,
 			  struct ring_span *sp)
 {
 	struct seg_cell *c = cell(r, idx_pos(h));
@@ -329,9 +435,11 @@ static bool claim_at_head(struct ring *r, uint64_t h, uint64_t seen, uint64_t he
  * its buffer. Returns the count, with *sp the range and *first the FULL state
  * of the first message; -EAGAIN, -EMSGSIZE, -EPROTO. Drops skipped and
  * corrupt messages found first at head. */
-static int claim_get(struct ring *r, uint32_t tag, const struct iovec *msgs, unsigned n, bool all,
-		     struct ring_span *sp, uint64_t *first, struct ring_block *b)
+static int claim_get(const struct ring *shared_r, uint32_t tag, const struct iovec *msgs,
+		     unsigned n, bool all, struct ring_span *sp, uint64_t *first,
+		     struct ring_block *b)
 {
+	const struct ring g = *shared_r, *r = &g; /* in registers across the atomics */
 	_Atomic uint64_t *head = &r->hdr->head;
 	uint64_t h = atomic_load_explicit(head, memory_order_acquire);
 
@@ -358,13 +466,11 @@ static int claim_get(struct ring *r, uint32_t tag, const struct iovec *msgs, uns
 				return -EMSGSIZE;
 			/* Scan the sane, fitting, FULL messages that follow. */
 			unsigned m = 1;
-			uint64_t cells = st_k(s), p = pos + cells, sp_state = 0;
-			for (; m < n; m++, p += st_k(sp_state), cells += st_k(sp_state)) {
-				sp_state = load_state(cell(r, p));
-				if (st_kind(sp_state) != ST_FULL || (sp_state & ST_SKIP) ||
-				    st_lap(sp_state) != lap_of(r, p) ||
-				    !full_len(r, sp_state, &len) ||
-				    !span_ok(r, cells + st_k(sp_state)))
+			uint64_t cells = st_k(s), k;
+			struct cursor c = cursor_at(r, pos + cells);
+			for (; m < n; m++, cells += k, cursor_step(r, &c, k)) {
+				k = full_here(r, &c, load_state(c.at), &len);
+				if (!k || cells + k > r->span_max)
 					break;
 				if (len > msgs[m].iov_len) {
 					if (all)
@@ -372,6 +478,7 @@ static int claim_get(struct ring *r, uint32_t tag, const struct iovec *msgs, uns
 					break;
 				}
 			}
+			uint64_t p = c.pos;
 			if (all && m < n) {
 				uint64_t h2 = atomic_load_explicit(head, memory_order_acquire);
 				if (h2 == h) {
@@ -412,27 +519,39 @@ static int claim_get(struct ring *r, uint32_t tag, const struct iovec *msgs, uns
 int ring_try_get(struct ring *r, uint32_t tag, struct iovec *msgs, unsigned n, bool all,
 		 struct ring_block *b)
 {
+	const struct ring g = *r; /* in registers across the atomics below */
 	struct ring_span sp;
 	uint64_t s, len;
 	int m = claim_get(r, tag, msgs, n, all, &sp, &s, b);
 	if (m <= 0)
 		return m;
 	/* The cells are ours now: the inner states cannot move, unless a
-	 * hostile peer writes them, which copy-out must survive. */
-	uint64_t pos = sp.pos, end = sp.pos + st_k(sp.held);
+	 * hostile peer writes them, which copy-out must survive. Each message's
+	 * cells are freed once copied, the claim's first cell last. */
+	uint64_t end = sp.pos + st_k(sp.held), k;
+	struct cursor c = cursor_at(&g, sp.pos);
 	int result = m;
-	for (int i = 0; i < m; i++) {
+	for (int i = 0; i < m; i++, cursor_step(&g, &c, k)) {
 		if (i > 0)
-			s = load_state(cell(r, pos));
-		if (!full_len(r, s, &len) || len > msgs[i].iov_len || pos + st_k(s) > end) {
+			s = load_state(c.at);
+		k = full_here(&g, &c, s, &len);
+		if (!k || len > msgs[i].iov_len || c.pos + k > end) {
 			result = -EPROTO;
 			break;
 		}
-		copy_out(r, pos, msgs[i].iov_base, len);
+		if (k == 1) {
+			copy_bytes(msgs[i].iov_base, c.at->payload, len);
+			if (i > 0)
+				atomic_store_explicit(&c.at->state, cursor_freed(&g, &c),
+						      memory_order_release);
+		} else {
+			copy_out(&g, c.pos, msgs[i].iov_base, len);
+			free_cells(&g, c.pos + !i, c.pos + k);
+		}
 		msgs[i].iov_len = len;
-		pos += st_k(s);
 	}
-	release(r, sp.pos, sp.held);
+	free_cells(&g, c.pos > sp.pos ? c.pos : sp.pos + 1, end); /* after an error */
+	release_first(&g, sp.pos, sp.held);
 	return result;
 }
 

@@ -19,8 +19,10 @@ struct ring {
 	unsigned cell_shift; /* log2(cell_size) */
 	uint64_t lap_mask;   /* laps kept in a cell state */
 	uint64_t max_cells;  /* cells of one msg_max message */
+	uint64_t span_max;   /* most cells one claim covers */
 	uint32_t msg_max;
 	uint32_t cell_size;
+	uint32_t one_max;    /* longest one-cell message: min(cell payload, msg_max) */
 };
 
 /* Where a try_* call found its way blocked: the cell position and the state
