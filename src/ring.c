@@ -138,11 +138,13 @@ struct cursor {
 	uint64_t pos;
 	struct seg_cell *at; /* cell(r, pos) */
 	uint64_t lap;        /* lap_of(r, pos) << LAP_SHIFT: also FREE of this lap */
+	uint64_t freed;      /* FREE of the next lap: what a consumer leaves */
 };
 
 static inline struct cursor cursor_at(const struct ring *r, uint64_t pos)
 {
-	return (struct cursor){ pos, cell(r, pos), lap_of(r, pos) << LAP_SHIFT };
+	uint64_t lap = lap_of(r, pos);
+	return (struct cursor){ pos, cell(r, pos), lap << LAP_SHIFT, lap_next(r, lap) << LAP_SHIFT };
 }
 
 static inline void cursor_step(const struct ring *r, struct cursor *c, uint64_t k)
@@ -153,12 +155,6 @@ static inline void cursor_step(const struct ring *r, struct cursor *c, uint64_t 
 	} else {
 		*c = cursor_at(r, c->pos + k);
 	}
-}
-
-/* The FREE state of the next lap at c: what a consumer leaves behind. */
-static inline uint64_t cursor_freed(const struct ring *r, const struct cursor *c)
-{
-	return lap_next(r, c->lap >> LAP_SHIFT) << LAP_SHIFT;
 }
 
 /* The published, sane message whose state s was read at c: returns its cell
@@ -397,7 +393,7 @@ void ring_commit(struct ring *r, const struct ring_span *sp, size_t len)
 static inline void free_cells(const struct ring *r, uint64_t from, uint64_t to)
 {
 	for (struct cursor c = cursor_at(r, from); c.pos < to; cursor_step(r, &c, 1))
-		atomic_store_explicit(&c.at->state, cursor_freed(r, &c), memory_order_release);
+		atomic_store_explicit(&c.at->state, c.freed, memory_order_release);
 }
 
 /* Free the first cell of a claim held in READ state, after all the others
@@ -542,8 +538,7 @@ int ring_try_get(struct ring *r, uint32_t tag, struct iovec *msgs, unsigned n, b
 		if (k == 1) {
 			copy_bytes(msgs[i].iov_base, c.at->payload, len);
 			if (i > 0)
-				atomic_store_explicit(&c.at->state, cursor_freed(&g, &c),
-						      memory_order_release);
+				atomic_store_explicit(&c.at->state, c.freed, memory_order_release);
 		} else {
 			copy_out(&g, c.pos, msgs[i].iov_base, len);
 			free_cells(&g, c.pos + !i, c.pos + k);
