@@ -278,10 +278,9 @@ static void copy_out(const struct ring *r, uint64_t pos, void *buf, size_t len)
 
 /* Claim cells at tail for up to n messages of the given lengths (all: exactly
  * n). Returns the count claimed, with *sp the range; -EAGAIN, -EPROTO. */
-static int claim_put(const struct ring *shared_r, uint32_t tag, const struct iovec *msgs,
-		     unsigned n, bool all, struct ring_span *sp, struct ring_block *b)
+static inline int claim_put(const struct ring *r, uint32_t tag, const struct iovec *msgs, unsigned n,
+		     bool all, struct ring_span *sp, struct ring_block *b)
 {
-	const struct ring g = *shared_r, *r = &g; /* in registers across the atomics */
 	_Atomic uint64_t *tail = &r->hdr->tail;
 	uint64_t t = atomic_load_explicit(tail, memory_order_acquire);
 
@@ -346,30 +345,29 @@ static void publish(const struct ring *r, const struct ring_span *sp, size_t len
 int ring_try_put(struct ring *r, uint32_t tag, const struct iovec *msgs, unsigned n, bool all,
 		 struct ring_block *b)
 {
-	const struct ring g = *r; /* in registers across the atomics below */
 	struct ring_span sp;
 	int m = claim_put(r, tag, msgs, n, all, &sp, b);
 	if (m <= 0)
 		return m;
-	struct cursor c = cursor_at(&g, sp.pos);
+	struct cursor c = cursor_at(r, sp.pos);
 	for (int i = 0; i < m; i++) {
 		size_t len = msgs[i].iov_len;
-		uint64_t k = cells_for(&g, len);
+		uint64_t k = cells_for(r, len);
 		if (k == 1)
 			copy_bytes(c.at->payload, msgs[i].iov_base, len);
 		else
-			copy_in(&g, c.pos, msgs[i].iov_base, len);
+			copy_in(r, c.pos, msgs[i].iov_base, len);
 		if (i > 0)
-			atomic_store_explicit(&c.at->state, c.lap | full_state(&g, len, k),
+			atomic_store_explicit(&c.at->state, c.lap | full_state(r, len, k),
 					      memory_order_release);
-		cursor_step(&g, &c, k);
+		cursor_step(r, &c, k);
 	}
 	/* tail counted the batch as one message. The rest is added only now: a
 	 * producer that dies before publishing has its batch dropped as one
 	 * skipped message, and the counts stay consistent. */
 	if (m > 1)
-		atomic_fetch_add_explicit(&g.hdr->tail_extra, (uint32_t)m - 1, memory_order_relaxed);
-	publish(&g, &sp, msgs[0].iov_len);
+		atomic_fetch_add_explicit(&r->hdr->tail_extra, (uint32_t)m - 1, memory_order_relaxed);
+	publish(r, &sp, msgs[0].iov_len);
 	return m;
 }
 
@@ -392,6 +390,8 @@ void ring_commit(struct ring *r, const struct ring_span *sp, size_t len)
  * claim's first cell): their next lap may use them. */
 static inline void free_cells(const struct ring *r, uint64_t from, uint64_t to)
 {
+	if (from >= to)
+		return;
 	for (struct cursor c = cursor_at(r, from); c.pos < to; cursor_step(r, &c, 1))
 		atomic_store_explicit(&c.at->state, c.freed, memory_order_release);
 }
@@ -431,11 +431,9 @@ static bool claim_at_head(const struct ring *r, uint64_t h, uint64_t seen, uint6
  * its buffer. Returns the count, with *sp the range and *first the FULL state
  * of the first message; -EAGAIN, -EMSGSIZE, -EPROTO. Drops skipped and
  * corrupt messages found first at head. */
-static int claim_get(const struct ring *shared_r, uint32_t tag, const struct iovec *msgs,
-		     unsigned n, bool all, struct ring_span *sp, uint64_t *first,
-		     struct ring_block *b)
+static inline int claim_get(const struct ring *r, uint32_t tag, const struct iovec *msgs, unsigned n,
+		     bool all, struct ring_span *sp, uint64_t *first, struct ring_block *b)
 {
-	const struct ring g = *shared_r, *r = &g; /* in registers across the atomics */
 	_Atomic uint64_t *head = &r->hdr->head;
 	uint64_t h = atomic_load_explicit(head, memory_order_acquire);
 
@@ -515,7 +513,6 @@ static int claim_get(const struct ring *shared_r, uint32_t tag, const struct iov
 int ring_try_get(struct ring *r, uint32_t tag, struct iovec *msgs, unsigned n, bool all,
 		 struct ring_block *b)
 {
-	const struct ring g = *r; /* in registers across the atomics below */
 	struct ring_span sp;
 	uint64_t s, len;
 	int m = claim_get(r, tag, msgs, n, all, &sp, &s, b);
@@ -525,12 +522,12 @@ int ring_try_get(struct ring *r, uint32_t tag, struct iovec *msgs, unsigned n, b
 	 * hostile peer writes them, which copy-out must survive. Each message's
 	 * cells are freed once copied, the claim's first cell last. */
 	uint64_t end = sp.pos + st_k(sp.held), k;
-	struct cursor c = cursor_at(&g, sp.pos);
+	struct cursor c = cursor_at(r, sp.pos);
 	int result = m;
-	for (int i = 0; i < m; i++, cursor_step(&g, &c, k)) {
+	for (int i = 0; i < m; i++, cursor_step(r, &c, k)) {
 		if (i > 0)
 			s = load_state(c.at);
-		k = full_here(&g, &c, s, &len);
+		k = full_here(r, &c, s, &len);
 		if (!k || len > msgs[i].iov_len || c.pos + k > end) {
 			result = -EPROTO;
 			break;
@@ -540,13 +537,13 @@ int ring_try_get(struct ring *r, uint32_t tag, struct iovec *msgs, unsigned n, b
 			if (i > 0)
 				atomic_store_explicit(&c.at->state, c.freed, memory_order_release);
 		} else {
-			copy_out(&g, c.pos, msgs[i].iov_base, len);
-			free_cells(&g, c.pos + !i, c.pos + k);
+			copy_out(r, c.pos, msgs[i].iov_base, len);
+			free_cells(r, c.pos + !i, c.pos + k);
 		}
 		msgs[i].iov_len = len;
 	}
-	free_cells(&g, c.pos > sp.pos ? c.pos : sp.pos + 1, end); /* after an error */
-	release_first(&g, sp.pos, sp.held);
+	free_cells(r, c.pos > sp.pos ? c.pos : sp.pos + 1, end); /* after an error */
+	release_first(r, sp.pos, sp.held);
 	return result;
 }
 
