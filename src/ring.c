@@ -149,9 +149,9 @@ static inline struct cursor cursor_at(const struct ring *r, uint64_t pos)
 
 static inline void cursor_step(const struct ring *r, struct cursor *c, uint64_t k)
 {
-	if (__builtin_expect(k == 1 && ((c->pos + 1) & r->mask), 1)) {
-		c->pos++;
-		c->at = (struct seg_cell *)((unsigned char *)c->at + r->cell_size);
+	if (__builtin_expect((c->pos & r->mask) + k <= r->mask, 1)) { /* no wrap */
+		c->pos += k;
+		c->at = (struct seg_cell *)((unsigned char *)c->at + (k << r->cell_shift));
 	} else {
 		*c = cursor_at(r, c->pos + k);
 	}
@@ -254,23 +254,23 @@ static inline void copy_bytes(void *d, const void *s, size_t n)
 		memcpy(d, s, n);
 }
 
-/* Copy a message of len bytes into its cells from pos on (copy_out: out of
+/* Copy a message of len bytes into its cells from c on (copy_out: out of
  * them). */
-static void copy_in(const struct ring *r, uint64_t pos, const void *buf, size_t len)
+static void copy_in(const struct ring *r, struct cursor c, const void *buf, size_t len)
 {
 	const unsigned char *src = buf;
-	for (size_t n; len; src += n, len -= n, pos++) {
+	for (size_t n; len; src += n, len -= n, cursor_step(r, &c, 1)) {
 		n = len < per_cell(r) ? len : per_cell(r);
-		copy_bytes(cell(r, pos)->payload, src, n);
+		copy_bytes(c.at->payload, src, n);
 	}
 }
 
-static void copy_out(const struct ring *r, uint64_t pos, void *buf, size_t len)
+static void copy_out(const struct ring *r, struct cursor c, void *buf, size_t len)
 {
 	unsigned char *dst = buf;
-	for (size_t n; len; dst += n, len -= n, pos++) {
+	for (size_t n; len; dst += n, len -= n, cursor_step(r, &c, 1)) {
 		n = len < per_cell(r) ? len : per_cell(r);
-		copy_bytes(dst, cell(r, pos)->payload, n);
+		copy_bytes(dst, c.at->payload, n);
 	}
 }
 
@@ -356,7 +356,7 @@ int ring_try_put(struct ring *r, uint32_t tag, const struct iovec *msgs, unsigne
 		if (k == 1)
 			copy_bytes(c.at->payload, msgs[i].iov_base, len);
 		else
-			copy_in(r, c.pos, msgs[i].iov_base, len);
+			copy_in(r, c, msgs[i].iov_base, len);
 		if (i > 0)
 			atomic_store_explicit(&c.at->state, c.lap | full_state(r, len, k),
 					      memory_order_release);
@@ -386,13 +386,11 @@ void ring_commit(struct ring *r, const struct ring_span *sp, size_t len)
 
 /* ------------------------------------------------------------- consumers -- */
 
-/* Free cells [from, to) that the caller holds inside its claim (not the
+/* Free n cells from c on, held by the caller inside its claim (never the
  * claim's first cell): their next lap may use them. */
-static inline void free_cells(const struct ring *r, uint64_t from, uint64_t to)
+static inline void free_cells(const struct ring *r, struct cursor c, uint64_t n)
 {
-	if (from >= to)
-		return;
-	for (struct cursor c = cursor_at(r, from); c.pos < to; cursor_step(r, &c, 1))
+	for (; n; n--, cursor_step(r, &c, 1))
 		atomic_store_explicit(&c.at->state, c.freed, memory_order_release);
 }
 
@@ -409,7 +407,7 @@ static void release_first(const struct ring *r, uint64_t pos, uint64_t held)
  * cell last. */
 static void release(const struct ring *r, uint64_t pos, uint64_t held)
 {
-	free_cells(r, pos + 1, pos + st_k(held));
+	free_cells(r, cursor_at(r, pos + 1), st_k(held) - 1);
 	release_first(r, pos, held);
 }
 
@@ -537,12 +535,17 @@ int ring_try_get(struct ring *r, uint32_t tag, struct iovec *msgs, unsigned n, b
 			if (i > 0)
 				atomic_store_explicit(&c.at->state, c.freed, memory_order_release);
 		} else {
-			copy_out(r, c.pos, msgs[i].iov_base, len);
-			free_cells(r, c.pos + !i, c.pos + k);
+			copy_out(r, c, msgs[i].iov_base, len);
+			struct cursor inner = c; /* the claim's first cell is freed last */
+			if (i == 0)
+				cursor_step(r, &inner, 1);
+			free_cells(r, inner, k - !i);
 		}
 		msgs[i].iov_len = len;
 	}
-	free_cells(r, c.pos > sp.pos ? c.pos : sp.pos + 1, end); /* after an error */
+	if (c.pos == sp.pos) /* after an error: free the rest, the first cell last */
+		cursor_step(r, &c, 1);
+	free_cells(r, c, end - c.pos);
 	release_first(r, sp.pos, sp.held);
 	return result;
 }
