@@ -73,6 +73,8 @@ code "bad --capacity" 64 "$shmq" create $p-x --capacity 1Q
 q=$p-basic
 check "create" "$shmq" create $q --capacity 64 --msg-max 1K --cell-size 32 --mode 0640
 code "create again: exists" 73 "$shmq" create $q
+check "create without options: 64K cells of 64 bytes, msg_max 64K" bash -c \
+	"'$shmq' create $p-defaults && '$shmq' stat $p-defaults --json | grep -q '\"capacity\":65536,\"cell_size\":64,\"msg_max\":65536' && '$shmq' rm $p-defaults"
 check "mode is 0640" test "$(stat -c %a /dev/shm/$q)" = 640
 "$shmq" ls >ls.out
 check "ls lists the queue" grep -Eq "^$q +64 +32 +1024 +0 +0 +0\$" ls.out

@@ -29,9 +29,15 @@
 #endif
 
 #define SHM_DIR "/dev/shm"
-/* stdin is read, and stdout written, in blocks this large: a block holds tens
- * of thousands of short lines, so a syscall is rare next to ring operations. */
-#define IO_BLOCK (1u << 20)
+/* stdin is read, and stdout written, in blocks this large: a block holds
+ * thousands of short lines, so a syscall is rare next to ring operations, and
+ * stays in the CPU cache between the ring copy and the kernel's (1 MiB was 5%
+ * slower for feed & cat). */
+#define IO_BLOCK (128u << 10)
+/* `shmq create` makes rings of this many cells unless told otherwise (the
+ * library's default is 4096): 4 MiB of 64-byte cells. Measured with feed & cat
+ * on 10-160 byte lines, 16K cells and more were 5-15% faster than 4096. */
+#define CREATE_CAPACITY (64u << 10)
 /* stat --watch samples the counters at least this often: they wrap at
  * SHMQ_STAT_COUNT_MOD (16.7 M), which a batched producer can exceed in a
  * second, but not in 100 ms. */
@@ -928,7 +934,7 @@ static const struct command commands[] = {
 	  0, false,
 	  "usage: shmq create NAME [--capacity N] [--msg-max B] [--cell-size B] [--joinable] [--mode MODE]\n"
 	  "Create a queue. It holds no role itself: consumers wait for its first producer.\n"
-	  "  --capacity N   ring size in cells, rounded up to a power of two (default 4096)\n"
+	  "  --capacity N   ring size in cells, rounded up to a power of two (default 64K)\n"
 	  "  --msg-max B    largest message in bytes (default 64K, at most 16M)\n"
 	  "  --cell-size B  bytes per ring cell, a power of two, 16..64K (default 64); a\n"
 	  "                 message takes ceil(len / (B - 8)) cells\n"
@@ -1017,6 +1023,7 @@ static int parse_args(const struct command *c, int argc, char **argv, struct arg
 		     { O_LEN, OPT_FRAMING } };
 	*a = (struct args){ .count = 1, .timeout_ns = -1, .interval_ns = 1000000000 };
 	shmq_queue_attr_init(&a->attr);
+	a->attr.capacity = CREATE_CAPACITY;
 	opterr = 0;
 	optind = 1;
 	int o;
