@@ -278,8 +278,8 @@ static void copy_out(const struct ring *r, struct cursor c, void *buf, size_t le
 
 /* Claim cells at tail for up to n messages of the given lengths (all: exactly
  * n). Returns the count claimed, with *sp the range; -EAGAIN, -EPROTO. */
-static inline int claim_put(const struct ring *r, uint32_t tag, const struct iovec *msgs, unsigned n,
-		     bool all, struct ring_span *sp, struct ring_block *b)
+static inline int claim_put(const struct ring *r, uint32_t tag, const struct iovec *msgs,
+			    unsigned n, bool all, struct ring_span *sp, struct ring_block *b)
 {
 	_Atomic uint64_t *tail = &r->hdr->tail;
 	uint64_t t = atomic_load_explicit(tail, memory_order_acquire);
@@ -429,8 +429,9 @@ static bool claim_at_head(const struct ring *r, uint64_t h, uint64_t seen, uint6
  * its buffer. Returns the count, with *sp the range and *first the FULL state
  * of the first message; -EAGAIN, -EMSGSIZE, -EPROTO. Drops skipped and
  * corrupt messages found first at head. */
-static inline int claim_get(const struct ring *r, uint32_t tag, const struct iovec *msgs, unsigned n,
-		     bool all, struct ring_span *sp, uint64_t *first, struct ring_block *b)
+static inline int claim_get(const struct ring *r, uint32_t tag, const struct iovec *msgs,
+			    unsigned n, bool all, struct ring_span *sp, uint64_t *first,
+			    struct ring_block *b)
 {
 	_Atomic uint64_t *head = &r->hdr->head;
 	uint64_t h = atomic_load_explicit(head, memory_order_acquire);
