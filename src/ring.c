@@ -139,19 +139,22 @@ struct cursor {
 	struct seg_cell *at; /* cell(r, pos) */
 	uint64_t lap;        /* lap_of(r, pos) << LAP_SHIFT: also FREE of this lap */
 	uint64_t freed;      /* FREE of the next lap: what a consumer leaves */
+	uint64_t mask;       /* r's geometry, kept here so that a step needs no */
+	uint64_t cell_size;  /* load from r (the atomics in the loops force them) */
 };
 
 static inline struct cursor cursor_at(const struct ring *r, uint64_t pos)
 {
 	uint64_t lap = lap_of(r, pos);
-	return (struct cursor){ pos, cell(r, pos), lap << LAP_SHIFT, lap_next(r, lap) << LAP_SHIFT };
+	return (struct cursor){ pos, cell(r, pos), lap << LAP_SHIFT, lap_next(r, lap) << LAP_SHIFT,
+				r->mask, r->cell_size };
 }
 
 static inline void cursor_step(const struct ring *r, struct cursor *c, uint64_t k)
 {
-	if (__builtin_expect((c->pos & r->mask) + k <= r->mask, 1)) { /* no wrap */
+	if (__builtin_expect((c->pos & c->mask) + k <= c->mask, 1)) { /* no wrap */
 		c->pos += k;
-		c->at = (struct seg_cell *)((unsigned char *)c->at + (k << r->cell_shift));
+		c->at = (struct seg_cell *)((unsigned char *)c->at + k * c->cell_size);
 	} else {
 		*c = cursor_at(r, c->pos + k);
 	}
