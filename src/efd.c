@@ -79,7 +79,7 @@ static int efd_dup(struct seg *s, uint32_t reg)
 	uint32_t tag = reg - 1;
 	int slot = (int)(tag & (SHMQ_MAX_PARTICIPANTS - 1));
 	int32_t fdno = atomic_load(&s->parts[slot].efd) - 1;
-	pid_t pid = part_tag_pid(s, tag);
+	pid_t pid = part_tag_pid(&s->pt, tag);
 	if (fdno < 0 || pid <= 0)
 		return -1;
 	if (pid == getpid())
@@ -87,7 +87,7 @@ static int efd_dup(struct seg *s, uint32_t reg)
 	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (pidfd < 0)
 		return -1;
-	int fd = part_tag_gone(s, tag) ? -1 : (int)syscall(SYS_pidfd_getfd, pidfd, fdno, 0);
+	int fd = part_tag_gone(&s->pt, tag) ? -1 : (int)syscall(SYS_pidfd_getfd, pidfd, fdno, 0);
 	close(pidfd);
 	return fd;
 }
@@ -114,7 +114,7 @@ static void efd_signal_all(struct seg *s)
 				close(s->efd_cache[i].fd);
 			s->efd_cache[i].reg = reg;
 			s->efd_cache[i].fd = reg ? efd_fetch(s, reg) : -1;
-			if (reg && s->efd_cache[i].fd < 0 && part_tag_gone(s, reg - 1))
+			if (reg && s->efd_cache[i].fd < 0 && part_tag_gone(&s->pt, reg - 1))
 				atomic_compare_exchange_strong(&s->hdr->efd_reg[i], &reg, 0);
 		}
 		if (s->efd_cache[i].fd >= 0)

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/uio.h>
@@ -68,11 +69,17 @@ static void fork_prepare(void)
 {
 	pthread_mutex_lock(&handles_lock);
 	for (struct shmq_queue *q = handles; q; q = q->next)
-		q->child_slot = part_claim(&q->seg, atomic_load(&q->roles), true);
+		q->child_slot = part_claim(&q->seg.pt, atomic_load(&q->roles), true);
 }
 
+/* part.c's parent handler ran just before this one and found the child's
+ * pid if it could: the slots name the child from now on, so a child killed
+ * before it ever ran is seen dead like any other process. */
 static void fork_parent(void)
 {
+	for (struct shmq_queue *q = handles; q; q = q->next)
+		if (q->child_slot >= 0)
+			part_fork_resolve(&q->seg.pt, q->child_slot);
 	pthread_mutex_unlock(&handles_lock);
 }
 
@@ -80,12 +87,14 @@ static void fork_child(void)
 {
 	for (struct shmq_queue *q = handles; q; q = q->next) {
 		q->slot = q->child_slot;
-		if (q->slot < 0) {
+		/* The slot may have been reaped before we ran (the parent took
+		 * us for dead): then we hold none, as when the claim failed. */
+		if (q->slot >= 0 && !part_adopt(&q->seg.pt, q->slot))
+			q->slot = -1;
+		if (q->slot < 0)
 			atomic_store(&q->roles, 0);
-		} else {
-			part_adopt(&q->seg, q->slot);
-			q->tag = part_tag(&q->seg, q->slot);
-		}
+		else
+			q->tag = part_tag(&q->seg.pt, q->slot);
 		if (q->efd >= 0) { /* registered for the parent's handle, not ours */
 			close(q->efd);
 			q->efd = -1;
@@ -102,7 +111,7 @@ static void release_at_exit(void)
 	pthread_mutex_lock(&handles_lock);
 	for (struct shmq_queue *q = handles; q; q = q->next) {
 		if (q->slot >= 0)
-			part_release(&q->seg, q->slot);
+			part_release(&q->seg.pt, q->slot);
 		q->slot = -1; /* a close after this must not release it twice */
 		atomic_store(&q->roles, 0);
 	}
@@ -111,9 +120,34 @@ static void release_at_exit(void)
 
 static void register_process_hooks(void)
 {
+	part_fork_init(); /* first: its handlers must wrap ours */
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	atexit(release_at_exit);
 }
+
+/* The segment of a participant table (struct seg.pt). */
+static struct seg *table_seg(struct part_table *t)
+{
+	return (struct seg *)((char *)t - offsetof(struct seg, pt));
+}
+
+/* Membership changed (part.c bumped the epoch already): waiters that may now
+ * see the other side gone are woken. */
+static void members_changed(struct part_table *t, int dropped)
+{
+	struct seg *s = table_seg(t);
+	if (dropped & SHMQ_WR)
+		efd_notify_data(s); /* end of data, for eventfd users too */
+	if (dropped & SHMQ_RD) {
+		ec_notify(&s->hdr->ec_room);
+		ec_notify(&s->hdr->ec_done); /* a departed consumer's items are now lost */
+	}
+}
+
+static const struct part_hooks queue_part_hooks = {
+	.changed = members_changed,
+	.reaped = NULL, /* a dead owner's cells are taken back by ring_recover */
+};
 
 /* Claim a participant slot and make the handle known to fork. */
 static int handle_attach(struct shmq_queue *q, int roles)
@@ -121,18 +155,19 @@ static int handle_attach(struct shmq_queue *q, int roles)
 	pthread_once(&hooks_once, register_process_hooks);
 	ring_init(&q->ring, &q->seg);
 	efd_init(&q->seg);
+	q->seg.pt.hooks = &queue_part_hooks;
 	q->efd = -1;
 	pthread_mutex_lock(&handles_lock);
-	q->slot = part_claim(&q->seg, roles, false);
+	q->slot = part_claim(&q->seg.pt, roles, false);
 	if (q->slot < 0) {
 		pthread_mutex_unlock(&handles_lock);
 		return q->slot;
 	}
-	q->tag = part_tag(&q->seg, q->slot);
+	q->tag = part_tag(&q->seg.pt, q->slot);
 	q->joinable = q->seg.geom.flags & SHMQ_JOINABLE;
 	if (q->joinable) { /* report only losses from now on */
 		uint64_t lost;
-		part_held(&q->seg, &lost);
+		part_held(&q->seg.pt, &lost);
 		atomic_store(&q->lost_seen, lost);
 	}
 	atomic_store(&q->roles, roles);
@@ -224,7 +259,7 @@ int shmq_queue_shutdown(shmq_queue *q, int roles)
 		return -EINVAL;
 	int now = atomic_fetch_and(&q->roles, ~roles) & ~roles;
 	if (q->slot >= 0)
-		part_set_roles(&q->seg, q->slot, now);
+		part_set_roles(&q->seg.pt, q->slot, now);
 	return 0;
 }
 
@@ -245,7 +280,7 @@ int shmq_queue_close(shmq_queue *q)
 		close(q->efd);
 	}
 	if (q->slot >= 0)
-		part_release(&q->seg, q->slot);
+		part_release(&q->seg.pt, q->slot);
 	efd_fini(&q->seg);
 	seg_close(&q->seg);
 	free(q);
@@ -264,7 +299,7 @@ static struct part_counts members(struct shmq_queue *q)
 	uint64_t epoch = atomic_load_explicit(&q->seg.hdr->epoch, memory_order_acquire);
 	uint64_t m = atomic_load_explicit(&q->members, memory_order_relaxed);
 	if (!(m & MEMBERS_VALID) || m >> 32 != epoch) {
-		struct part_counts c = part_count(&q->seg);
+		struct part_counts c = part_count(&q->seg.pt);
 		m = epoch << 32 | MEMBERS_VALID | (uint64_t)c.producers << 16 | c.consumers;
 		atomic_store_explicit(&q->members, m, memory_order_relaxed);
 	}
@@ -379,7 +414,7 @@ static void check_peers(struct shmq_queue *q, const struct op *op, const struct 
 	int64_t now = wait_now(), last = atomic_load(&q->last_check);
 	if (now - last < CHECK_NS || !atomic_compare_exchange_strong(&q->last_check, &last, now))
 		return;
-	part_sweep(&q->seg, op_produces(op) ? SHMQ_RD : SHMQ_WR, CHECK_NS);
+	part_sweep(&q->seg.pt, op_produces(op) ? SHMQ_RD : SHMQ_WR, CHECK_NS);
 	if (ring_recover(&q->ring, &q->seg, b)) {
 		efd_notify_data(&q->seg);
 		ec_notify(&q->seg.hdr->ec_room);
@@ -701,7 +736,7 @@ static int join_state(struct shmq_queue *q)
 	if (!ring_drained(&q->ring))
 		return role_gone(q, SHMQ_RD) ? -EPIPE : -EAGAIN;
 	uint64_t lost;
-	if (part_held(&q->seg, &lost))
+	if (part_held(&q->seg.pt, &lost))
 		return -EAGAIN;
 	uint64_t seen = atomic_load(&q->lost_seen);
 	if (lost > seen && atomic_compare_exchange_strong(&q->lost_seen, &seen, lost))
@@ -728,7 +763,7 @@ int shmq_join(shmq_queue *q, int64_t timeout_ns)
 		 * part_sweep, whose period other waiters may keep taking). */
 		int64_t now = wait_now();
 		if (now - last_reap >= CHECK_NS) {
-			part_reap_dead(&q->seg, SHMQ_RD);
+			part_reap_dead(&q->seg.pt, SHMQ_RD);
 			last_reap = now;
 		}
 		ec_wait(ec, key, wait_slice(deadline, CHECK_NS));
@@ -741,8 +776,8 @@ int shmq_queue_stat(shmq_queue *q, struct shmq_stat *st)
 {
 	if (!q || !st)
 		return -EINVAL;
-	part_reap_dead(&q->seg, 0);
-	struct part_counts c = part_count(&q->seg);
+	part_reap_dead(&q->seg.pt, 0);
+	struct part_counts c = part_count(&q->seg.pt);
 	*st = (struct shmq_stat){
 		.size = q->seg.geom.size,
 		.capacity = q->seg.geom.capacity,
@@ -755,7 +790,7 @@ int shmq_queue_stat(shmq_queue *q, struct shmq_stat *st)
 	};
 	ring_counters(&q->ring, &st->puts, &st->gets);
 	if (q->joinable)
-		st->held = part_held(&q->seg, &st->lost);
+		st->held = part_held(&q->seg.pt, &st->lost);
 	return 0;
 }
 

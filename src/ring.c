@@ -593,7 +593,7 @@ bool ring_recover(struct ring *r, struct seg *s, const struct ring_block *b)
 	unsigned kind = st_kind(st);
 
 	if ((kind != ST_BUSY && kind != ST_READ) || !span_ok(r, k) || load_state(c) != st ||
-	    !part_tag_gone(s, st_tag(st)))
+	    !part_tag_gone(&s->pt, st_tag(st)))
 		return false;
 	atomic_store(&r->hdr->recovered, 1);
 	if (kind == ST_BUSY) /* dead producer: publish its message as skipped */

@@ -111,10 +111,21 @@ static int map_fd(struct seg *s, int fd, const struct seg_geom *g)
 	s->geom = *g; /* never re-read from shared memory after validation */
 	s->map_size = size;
 	s->fd = fd;
-	s->dev = st.st_dev;
-	s->ino = st.st_ino;
 	s->parts = (struct seg_part *)((char *)p + g->parts_off);
 	s->cells = (struct seg_cell *)((char *)p + g->cells_off);
+	s->pt = (struct part_table){
+		.parts = s->parts,
+		.nparts = g->nparts, /* validated: SHMQ_MAX_PARTICIPANTS */
+		.fd = fd,
+		.token = token,
+		.dev = st.st_dev,
+		.ino = st.st_ino,
+		.epoch = &s->hdr->epoch,
+		.ever = &s->hdr->ever,
+		.swept = &s->hdr->swept,
+		.lost = &s->hdr->lost,
+		.hooks = NULL, /* the queue layer's, set by queue.c */
+	};
 	return 0;
 }
 

@@ -8,6 +8,8 @@
 #ifndef SHMQ_SEG_H
 #define SHMQ_SEG_H
 
+#include "part.h" /* struct seg_part, struct part_table */
+
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -34,29 +36,6 @@ struct seg_geom {          /* immutable after creation, checksummed */
 	uint64_t cells_off; /* ring cells */
 };
 
-/* One open handle: `id` packs pid, roles and process start time (see part.c);
- * 0 means the slot is free. Written by its owner (claim, roles, release) and
- * by whoever reaps a dead owner, always with CAS. */
-struct seg_part {
-	_Atomic uint64_t id;
-	_Atomic uint32_t gen; /* bumped at every claim: tells reuse of the slot */
-	_Atomic int32_t fdno; /* the owner's fd on the segment (liveness check) */
-	/* Nonzero while claimed by a parent for a child being forked: the
-	 * CLOCK_MONOTONIC second of the claim (+1). The child clears it. */
-	_Atomic uint32_t forking;
-	/* The owner's file position on fdno (see struct seg.token). */
-	_Atomic uint32_t token;
-	/* JoinableQueue: messages this handle got and has not marked done.
-	 * Written only by the owner, or by the next claimant of the slot once
-	 * the owner is gone (which counts them as lost, see part_claim). On a
-	 * line of its own slot: consumers write it at every get. */
-	_Atomic uint32_t held;
-	/* The owner's eventfd number + 1 if it registered one (efd.c). */
-	_Atomic int32_t efd;
-	char pad[32];
-};
-_Static_assert(sizeof(struct seg_part) == 64, "one participant per cache line");
-
 struct seg_hdr {
 	_Atomic uint64_t magic; /* written last by the creator */
 	uint64_t checksum;      /* of geom */
@@ -74,9 +53,10 @@ struct seg_hdr {
 	 * ec_room. Bit 31: someone may be parked; bits 0..30: sequence. */
 	alignas(SEG_LINE) _Atomic uint32_t ec_data;
 	alignas(SEG_LINE) _Atomic uint32_t ec_room;
-	/* Membership: epoch bumps at every role change (claim, shutdown, close,
-	 * reap) so handles can cache producer/consumer counts; `ever` has
-	 * SHMQ_RD/SHMQ_WR set once any handle held that role (sticky). */
+	/* Membership (part.c, through struct seg.pt): epoch bumps at every role
+	 * change (claim, shutdown, close, reap) so handles can cache
+	 * producer/consumer counts; `ever` has SHMQ_RD/SHMQ_WR set once any
+	 * handle held that role (sticky). */
 	alignas(SEG_LINE) _Atomic uint32_t epoch;
 	_Atomic uint32_t ever;
 	/* CLOCK_MONOTONIC ns of the last liveness sweep (part_sweep). */
@@ -119,13 +99,15 @@ struct seg {
 	struct seg_cell *cells;
 	size_t map_size;
 	int fd;
-	dev_t dev; /* identity of the segment file, for peer fd checks */
-	ino_t ino;
 	/* Random nonzero file position of our own open file description of the
 	 * segment (fd): /proc/PID/fdinfo shows it, so a liveness check can tell
 	 * our fd from one a later exec'd program opened at the same number.
 	 * fork() shares the description, and so the token, with the child. */
 	uint32_t token;
+	/* The participant table (header's membership words, parts), for part.c.
+	 * Its hooks are the queue layer's (queue.c sets them before the first
+	 * claim). */
+	struct part_table pt;
 	/* Our dups of the eventfds registered in hdr->efd_reg (efd.c), by entry:
 	 * the registration they belong to and the fd (-1: none yet). */
 	struct {
