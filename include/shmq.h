@@ -396,4 +396,10 @@ int shmq_conn_eventfd(shmq_conn *c);
 #ifdef __cplusplus
 }
 #endif
+
+/* Shared state: heaps of named objects (shmq/heap.h), locks, semaphores,
+ * conditions, events, barriers and shared arrays (shmq/sync.h). */
+#include "shmq/heap.h"
+#include "shmq/sync.h"
+
 #endif

@@ -64,14 +64,24 @@ uint32_t ec_prepare(_Atomic uint32_t *ec)
 
 int ec_wait(_Atomic uint32_t *ec, uint32_t key, int64_t deadline)
 {
+	return wait_futex(ec, key, deadline);
+}
+
+int wait_futex(_Atomic uint32_t *word, uint32_t val, int64_t deadline)
+{
 	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time, so a
 	 * signal-interrupted wait resumes with the same deadline. */
 	struct timespec abs = to_timespec(deadline);
-	long r = syscall(SYS_futex, (uint32_t *)ec, FUTEX_WAIT_BITSET, key,
+	long r = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET, val,
 			 deadline == WAIT_FOREVER ? NULL : &abs, NULL, FUTEX_BITSET_MATCH_ANY);
 	if (r < 0 && errno == ETIMEDOUT)
 		return -ETIMEDOUT;
 	return 0; /* woken, value moved (EAGAIN) or signal (EINTR): caller re-checks */
+}
+
+void wait_wake(_Atomic uint32_t *word, int n)
+{
+	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
 void ec_wake_all(_Atomic uint32_t *ec)

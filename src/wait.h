@@ -51,6 +51,20 @@ void ec_wake_all(_Atomic uint32_t *ec);
 int ec_wait_many(_Atomic uint32_t *const *words, const uint32_t *keys, unsigned n,
 		 int64_t deadline);
 
+/* Park on a plain futex word while it holds val, until woken or the
+ * deadline. Returns 0 (woken, moved, or a signal: re-check) or -ETIMEDOUT. */
+int wait_futex(_Atomic uint32_t *word, uint32_t val, int64_t deadline);
+/* Wake up to n waiters parked on word. */
+void wait_wake(_Atomic uint32_t *word, int n);
+
+/* How often a waiter checks that the processes it waits for are alive; also
+ * the longest a parked waiter sleeps between such checks. */
+#define WAIT_CHECK_NS (50 * 1000 * 1000)
+
+/* Spin on cond for up to spin_ns (yielding the core every few polls, so a
+ * peer that shares our core can run), then give up: the caller parks. */
+#define WAIT_SPIN_POLLS 16
+
 #define EC_WAITERS_BIT 0x80000000u
 
 static inline void ec_notify(_Atomic uint32_t *ec)
