@@ -21,4 +21,23 @@ void hist_merge(struct bench_hist *into, const struct bench_hist *h);
 double hist_pct(const struct bench_hist *h, double q);
 double hist_bucket_hi(unsigned idx);
 
+/* Shared with bench/sync.c (defined in shmq-bench.c). */
+#define MAX_REPS 31
+struct stat3 {
+	int n;
+	double med, min, max;
+};
+struct stat3 stats(const double *v, int n); /* median [min..max] */
+const char *human(double v, char *buf, size_t len);     /* 1.23M */
+const char *human_ns(double ns, char *buf, size_t len); /* 1.2 us */
+void json_str(FILE *f, const char *s);
+
+struct target {
+	char text[120];
+	bool have, met;
+	char meas[120];
+};
+/* A new line of the targets summary ("not measured in this run" until set). */
+struct target *new_target(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #endif

@@ -311,6 +311,10 @@ int bench_send_framed(int fd, const void *buf, size_t len);
 ssize_t bench_recv_framed(int fd, void *buf, size_t cap);
 /* Messages a bounded peer buffers at most: about 256 KiB, 16 .. 4096. */
 size_t bench_depth(size_t size);
+/* The Python drivers' one-line JSON (bench/peers/mp.c): a number by key (-1
+ * if absent), and "hist":[[bucket,count],...] plus "max_ns" added into h. */
+double bench_json_num(const char *s, const char *key);
+void bench_json_hist(const char *s, struct bench_hist *h);
 void bench_pin(int cpu); /* best effort */
 
 /* Helpers for ping-pong implementations. */

@@ -1,4 +1,6 @@
-/* shmq-bench: shmq against the ways Linux processes usually pass messages.
+/* shmq-bench: shmq against the ways Linux processes usually pass messages, and
+ * (--cases sync, bench/sync.c) its locks, semaphores, barriers and events against
+ * pthread, sem_t and multiprocessing.
  *
  * Every system runs in fresh processes on a shared start barrier; systems are
  * compared only inside one run and interleaved: each repetition runs every
@@ -7,6 +9,7 @@
  * computed per repetition (paired). See bench/RESULTS.md.
  */
 #include "bench.h"
+#include "sync.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -21,7 +24,6 @@
 
 #define MAX_CASES 96
 #define MAX_SYS 40
-#define MAX_REPS 31
 #define MAX_PC 16
 
 const char *bench_mp_script;
@@ -61,7 +63,7 @@ static struct {
 	unsigned batch;
 	double rate;
 	const char *json, *plot;
-	bool no_lat, no_pp, no_tput, no_join, no_pipe, no_pipe_pp;
+	bool no_lat, no_pp, no_tput, no_join, no_pipe, no_pipe_pp, no_sync;
 	bool verbose;
 } opt;
 
@@ -69,9 +71,11 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: shmq-bench [--quick | --full] [options]\n"
-		"  --quick           reduced set, under 2 minutes: 8 B and 1 KiB, 1x1 2x2 4x4,\n"
+		"  --quick           reduced set, about 2 minutes: 8 B and 1 KiB, 1x1 2x2 4x4,\n"
 		"                    the main systems, 3 repetitions; JoinableQueue 1x4, Pipe one\n"
-		"                    way 1 KiB and 1 MiB, Pipe ping-pong 1 KiB (all their systems)\n"
+		"                    way 1 KiB and 1 MiB, Pipe ping-pong 1 KiB (all their systems);\n"
+		"                    the sync cases up to 4 processes (all their systems, about\n"
+		"                    20 s)\n"
 		"  --full            everything (the default)\n"
 		"  -p P -c C         one producer x consumer shape (repeatable: -p 2 -c 2 -p 1 -c 4)\n"
 		"  -s SIZES          message sizes, comma separated (8,64,1K,64K); JoinableQueue\n"
@@ -84,12 +88,15 @@ static void usage(FILE *f)
 		"  -b N              burst size of the batch modes (default 32)\n"
 		"  --rate R          offered load of the paced latency cases, msgs/s (default 10000)\n"
 		"  --no-latency, --no-pingpong, --no-throughput, --no-join, --no-pipe (one way and\n"
-		"                    ping-pong)\n"
+		"                    ping-pong), --no-sync\n"
 		"  --cases LIST      only these kinds: throughput,latency,pingpong,join,pipe,\n"
-		"                    pipe-pingpong\n"
+		"                    pipe-pingpong,sync (sync: Lock, Semaphore, Barrier, Event\n"
+		"                    against pthread, sem_t and multiprocessing; -p/-c/-s do not\n"
+		"                    apply)\n"
 		"  --json FILE       write every sample as JSON\n"
 		"  --plot FILE.png   throughput and latency plots (gnuplot)\n"
 		"  --mp-script PATH  bench/mp_peers.py\n"
+		"  --mp-sync-script PATH  bench/mp_sync.py (run with /usr/bin/python3)\n"
 		"  --list            list the systems\n");
 }
 
@@ -120,7 +127,8 @@ static int parse_cases(const char *list)
 		bool *off;
 	} kinds[] = { { "throughput", &opt.no_tput }, { "latency", &opt.no_lat },
 		      { "pingpong", &opt.no_pp },	  { "join", &opt.no_join },
-		      { "pipe", &opt.no_pipe },	  { "pipe-pingpong", &opt.no_pipe_pp } };
+		      { "pipe", &opt.no_pipe },	  { "pipe-pingpong", &opt.no_pipe_pp },
+		      { "sync", &opt.no_sync } };
 	size_t nk = sizeof(kinds) / sizeof(kinds[0]);
 	for (size_t k = 0; k < nk; k++)
 		*kinds[k].off = true;
@@ -131,7 +139,7 @@ static int parse_cases(const char *list)
 			k++;
 		if (k == nk) {
 			fprintf(stderr, "shmq-bench: --cases: unknown kind '%.*s' (throughput, latency, "
-					"pingpong, join, pipe, pipe-pingpong)\n", (int)l, s);
+					"pingpong, join, pipe, pipe-pingpong, sync)\n", (int)l, s);
 			return -1;
 		}
 		*kinds[k].off = false;
@@ -168,12 +176,7 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-struct stat3 {
-	int n;
-	double med, min, max;
-};
-
-static struct stat3 stats(const double *v, int n)
+struct stat3 stats(const double *v, int n)
 {
 	struct stat3 s = { .n = n };
 	if (n == 0)
@@ -223,7 +226,7 @@ static struct stat3 paired(const struct caseres *ca, const struct sysres *a,
 	return stats(v, n);
 }
 
-static const char *human(double v, char *buf, size_t len)
+const char *human(double v, char *buf, size_t len)
 {
 	const char *u = "";
 	if (v >= 1e9) {
@@ -240,7 +243,7 @@ static const char *human(double v, char *buf, size_t len)
 	return buf;
 }
 
-static const char *human_ns(double ns, char *buf, size_t len)
+const char *human_ns(double ns, char *buf, size_t len)
 {
 	if (ns >= 1e6)
 		snprintf(buf, len, "%.2f ms", ns / 1e6);
@@ -620,18 +623,14 @@ static void print_case(struct caseres *cr)
 
 /* ------------------------------------------------------------ targets ---- */
 
-struct target {
-	char text[120];
-	bool have, met;
-	char meas[120];
-};
-
-static struct target targets[24];
+static struct target targets[40];
 static int ntargets;
 
-static struct target *new_target(const char *fmt, ...)
+struct target *new_target(const char *fmt, ...)
 {
-	struct target *t = &targets[ntargets++];
+	static struct target spare; /* past the table: measured, never printed */
+	size_t cap = sizeof(targets) / sizeof(targets[0]);
+	struct target *t = ntargets < (int)cap ? &targets[ntargets++] : &spare;
 	memset(t, 0, sizeof(*t));
 	va_list ap;
 	va_start(ap, fmt);
@@ -765,7 +764,7 @@ static void print_targets(void)
 
 /* --------------------------------------------------------------- json ---- */
 
-static void json_str(FILE *f, const char *s)
+void json_str(FILE *f, const char *s)
 {
 	fputc('"', f);
 	for (; s && *s; s++) {
@@ -857,6 +856,7 @@ static void write_json(const char *path)
 		}
 		fprintf(f, "]}");
 	}
+	sync_json(f, ncases == 0);
 	fprintf(f, "],\n\"targets\":[");
 	for (int i = 0; i < ntargets; i++) {
 		fprintf(f, "%s\n{\"target\":", i ? "," : "");
@@ -1063,7 +1063,7 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
 	enum { O_QUICK = 256, O_FULL, O_JSON, O_PLOT, O_RATE, O_NOLAT, O_NOPP, O_NOTPUT, O_MP, O_LIST,
-	       O_NOJOIN, O_NOPIPE, O_CASES, O_PIPESIZES };
+	       O_NOJOIN, O_NOPIPE, O_CASES, O_PIPESIZES, O_NOSYNC, O_MPSYNC };
 	static const struct option lo[] = {
 		{ "quick", no_argument, 0, O_QUICK },	   { "full", no_argument, 0, O_FULL },
 		{ "json", required_argument, 0, O_JSON },  { "plot", required_argument, 0, O_PLOT },
@@ -1073,6 +1073,8 @@ int main(int argc, char **argv)
 		{ "no-join", no_argument, 0, O_NOJOIN },   { "no-pipe", no_argument, 0, O_NOPIPE },
 		{ "cases", required_argument, 0, O_CASES },
 		{ "pipe-sizes", required_argument, 0, O_PIPESIZES },
+		{ "no-sync", no_argument, 0, O_NOSYNC },
+		{ "mp-sync-script", required_argument, 0, O_MPSYNC },
 		{ "help", no_argument, 0, 'h' },	   { 0, 0, 0, 0 }
 	};
 	int r_opt = 0, np = 0;
@@ -1082,6 +1084,9 @@ int main(int argc, char **argv)
 	opt.max_msgs = 1ull << 40;
 #ifdef MP_PEERS_PY
 	bench_mp_script = MP_PEERS_PY;
+#endif
+#ifdef MP_SYNC_PY
+	bench_mp_sync_script = MP_SYNC_PY;
 #endif
 	int ch;
 	while ((ch = getopt_long(argc, argv, "p:c:s:S:r:t:n:b:vh", lo, NULL)) != -1) {
@@ -1163,6 +1168,12 @@ int main(int argc, char **argv)
 		case O_MP:
 			bench_mp_script = optarg;
 			break;
+		case O_MPSYNC:
+			bench_mp_sync_script = optarg;
+			break;
+		case O_NOSYNC:
+			opt.no_sync = true;
+			break;
 		case O_LIST:
 			for (int i = 0; bench_peers[i]; i++)
 				printf("%-18s %-22s%s%s%s\n", bench_peers[i]->name, bench_peers[i]->label,
@@ -1172,6 +1183,11 @@ int main(int argc, char **argv)
 			for (int i = 0; bench_missing[i].peer; i++)
 				printf("%-18s skipped: %s not installed at build time\n",
 				       bench_missing[i].peer, bench_missing[i].package);
+			printf("sync cases:\n");
+			for (int i = 0; sync_peers[i]; i++)
+				if (!(sync_peers[i]->flags & SP_SHMQ))
+					printf("%-18s %-22s%s\n", sync_peers[i]->name, sync_peers[i]->label,
+					       sync_peers[i]->flags & SP_REF ? " [reference]" : "");
 			return 0;
 		case 'h':
 			usage(stdout);
@@ -1222,7 +1238,9 @@ int main(int argc, char **argv)
 		       bench_missing[i].package);
 
 	build_cases();
-	int total = 0, done = 0;
+	if (!opt.no_sync)
+		sync_build_cases(opt.quick, opt.secs, reps, opt.systems);
+	int total = sync_total_runs(), done = 0;
 	for (int k = 0; k < ncases; k++)
 		total += cases[k].nsys * reps;
 	bool tty = isatty(2);
@@ -1248,12 +1266,15 @@ int main(int argc, char **argv)
 				done++;
 			}
 		}
+		sync_run_rep(r, tty, opt.verbose, &done, total);
 	}
 	if (tty)
 		fprintf(stderr, "\r%-60s\r", "");
 	for (int k = 0; k < ncases; k++)
 		print_case(&cases[k]);
+	sync_print();
 	build_targets();
+	sync_targets();
 	print_targets();
 	if (opt.json)
 		write_json(opt.json);

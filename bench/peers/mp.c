@@ -18,7 +18,7 @@
 
 extern char **environ;
 
-static double json_num(const char *s, const char *key)
+double bench_json_num(const char *s, const char *key)
 {
 	char k[64];
 	snprintf(k, sizeof(k), "\"%s\":", key);
@@ -27,7 +27,7 @@ static double json_num(const char *s, const char *key)
 }
 
 /* "hist":[[bucket,count],...] into h. */
-static void json_hist(const char *s, struct bench_hist *h)
+void bench_json_hist(const char *s, struct bench_hist *h)
 {
 	const char *p = strstr(s, "\"hist\":");
 	if (!p)
@@ -51,7 +51,7 @@ static void json_hist(const char *s, struct bench_hist *h)
 		if (*p != ',')
 			break;
 	}
-	double mx = json_num(s, "max_ns");
+	double mx = bench_json_num(s, "max_ns");
 	h->max = mx > 0 ? (uint64_t)mx : 0;
 }
 
@@ -108,7 +108,8 @@ static int run_py(const char *kind, const struct bench_case *c, struct bench_run
 		snprintf(note, note_len, "mp_peers.py failed (status %d)", st);
 		return -EIO;
 	}
-	double m = json_num(line, "msgs"), w = json_num(line, "wall_s"), e = json_num(line, "errors");
+	double m = bench_json_num(line, "msgs"), w = bench_json_num(line, "wall_s"),
+	       e = bench_json_num(line, "errors");
 	if (m < 0 || w <= 0) {
 		snprintf(note, note_len, "mp_peers.py: bad output");
 		return -EIO;
@@ -117,7 +118,7 @@ static int run_py(const char *kind, const struct bench_case *c, struct bench_run
 	res->wall_ns = (int64_t)(w * 1e9);
 	res->errors = e > 0 ? (uint64_t)e : 0;
 	if (c->kind == CASE_CONN_PP)
-		json_hist(line, &res->hist);
+		bench_json_hist(line, &res->hist);
 	if (res->errors)
 		snprintf(note, note_len, "%llu integrity errors", (unsigned long long)res->errors);
 	return 0;
