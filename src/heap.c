@@ -1,6 +1,7 @@
 /* Heap layer: segments of many named objects, a crash-safe allocator, and an
  * object directory whose holders are participant slots (see heap.h). */
 #include "heap.h"
+#include "seg.h"
 #include "wait.h"
 
 #include <errno.h>
@@ -12,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -59,11 +59,7 @@ static uint64_t round_up(uint64_t v, uint64_t to)
 
 static uint64_t geom_checksum(const struct heap_geom *g)
 {
-	const unsigned char *p = (const unsigned char *)g;
-	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
-	for (size_t i = 0; i < sizeof(*g); i++)
-		h = (h ^ p[i]) * 0x100000001b3ull;
-	return h;
+	return seg_checksum(g, sizeof(*g));
 }
 
 static int heap_geometry(uint64_t max_size, struct heap_geom *g)
@@ -863,15 +859,6 @@ void shmq_heap_attr_init(struct shmq_heap_attr *attr)
 	*attr = (struct shmq_heap_attr){ 0 };
 }
 
-static bool shm_name_valid(const char *name)
-{
-	size_t n = strnlen(name, NAME_MAX + 1);
-	if (n == 0 || n > NAME_MAX)
-		return false;
-	const char *body = name[0] == '/' ? name + 1 : name;
-	return *body && !strchr(body, '/');
-}
-
 /* Map a validated heap fd (owned by h from here on) and join its table. */
 static int heap_attach(shmq_heap *h, int fd, const struct heap_geom *g)
 {
@@ -894,11 +881,10 @@ static int heap_attach(shmq_heap *h, int fd, const struct heap_geom *g)
 		return -EPROTO;
 	/* Our own open file description, marked with a random position: the
 	 * liveness check tells our fd from one a later program reuses. */
-	uint32_t token = 0;
-	while (!token && getrandom(&token, sizeof(token), GRND_NONBLOCK) != sizeof(token))
-		token = (uint32_t)wait_now() ^ (uint32_t)getpid();
-	if (lseek(fd, (off_t)token, SEEK_SET) < 0)
-		return -errno;
+	uint32_t token;
+	int err = seg_mark(fd, &token);
+	if (err)
+		return err;
 	h->token = token;
 	h->pt = (struct part_table){
 		.parts = (struct seg_part *)((char *)p + g->parts_off),
@@ -922,7 +908,7 @@ static int heap_attach(shmq_heap *h, int fd, const struct heap_geom *g)
 	}
 	h->owner = part_wide_tag(&h->pt, h->slot);
 	/* A dead previous owner of the slot may still hold objects. */
-	int err = heap_lock(h);
+	err = heap_lock(h);
 	if (err == 0) {
 		scrub(h, (uint32_t)h->slot, 0);
 		heap_unlock(h);
@@ -981,7 +967,7 @@ int shmq_heap_create(const char *name, const struct shmq_heap_attr *attr, shmq_h
 	if (attr)
 		a = *attr;
 	struct heap_geom g;
-	if (!out || a.flags || (a.mode & ~07777u) || (name && !shm_name_valid(name)) ||
+	if (!out || a.flags || (a.mode & ~07777u) || (name && !seg_name_valid(name)) ||
 	    heap_geometry(a.max_size, &g) < 0)
 		return -EINVAL;
 	int fd;
@@ -1084,7 +1070,7 @@ static int heap_adopt(int fd, int flags, shmq_heap **out)
 
 int shmq_heap_open(const char *name, int flags, shmq_heap **out)
 {
-	if (!name || !out || !shm_name_valid(name) || (flags & ~SHMQ_FOREIGN))
+	if (!name || !out || !seg_name_valid(name) || (flags & ~SHMQ_FOREIGN))
 		return -EINVAL;
 	int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
 	if (fd < 0)
@@ -1096,16 +1082,8 @@ int shmq_heap_open_fd(int fd, int flags, shmq_heap **out)
 {
 	if (!out || (flags & ~SHMQ_FOREIGN))
 		return -EINVAL;
-	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
-		return -EBADF;
-	/* A new open file description, not a dup: its position is our token
-	 * and must not move the sender's. */
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	int copy = open(path, O_RDWR | O_CLOEXEC);
-	if (copy < 0)
-		return errno == ENOENT ? -EBADF : -errno;
-	return heap_adopt(copy, flags, out);
+	int copy = seg_reopen(fd);
+	return copy < 0 ? copy : heap_adopt(copy, flags, out);
 }
 
 int shmq_heap_fd(shmq_heap *h)

@@ -22,13 +22,18 @@ static uint64_t round_up(uint64_t v, uint64_t to)
 	return (v + to - 1) / to * to;
 }
 
-static uint64_t geom_checksum(const struct seg_geom *g)
+uint64_t seg_checksum(const void *bytes, size_t n)
 {
-	const unsigned char *p = (const unsigned char *)g;
+	const unsigned char *p = bytes;
 	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
-	for (size_t i = 0; i < sizeof(*g); i++)
+	for (size_t i = 0; i < n; i++)
 		h = (h ^ p[i]) * 0x100000001b3ull;
 	return h;
+}
+
+static uint64_t geom_checksum(const struct seg_geom *g)
+{
+	return seg_checksum(g, sizeof(*g));
 }
 
 int seg_geometry(uint32_t capacity, uint32_t msg_max, uint32_t cell_size, uint32_t flags,
@@ -96,13 +101,9 @@ static int map_fd(struct seg *s, int fd, const struct seg_geom *g)
 		munmap(p, size);
 		return -EPROTO;
 	}
-	/* Mark our open file description (never read through: mmap ignores
-	 * the position). */
-	uint32_t token = 0;
-	while (!token && getrandom(&token, sizeof(token), GRND_NONBLOCK) != sizeof(token))
-		token = (uint32_t)wait_now() ^ (uint32_t)getpid();
-	if (lseek(fd, (off_t)token, SEEK_SET) < 0) {
-		int err = -errno;
+	uint32_t token;
+	int err = seg_mark(fd, &token);
+	if (err) {
 		munmap(p, size);
 		return err;
 	}
@@ -129,11 +130,11 @@ static int map_fd(struct seg *s, int fd, const struct seg_geom *g)
 	return 0;
 }
 
-static int name_valid(const char *name)
+bool seg_name_valid(const char *name)
 {
 	size_t n = strnlen(name, NAME_MAX + 1);
 	if (n == 0 || n > NAME_MAX)
-		return 0;
+		return false;
 	const char *body = name[0] == '/' ? name + 1 : name;
 	return *body && !strchr(body, '/');
 }
@@ -146,7 +147,7 @@ int seg_create(struct seg *s, const char *name, const struct seg_geom *geom, uin
 	if (mode & ~07777u)
 		return -EINVAL;
 	if (name) {
-		if (!name_valid(name))
+		if (!seg_name_valid(name))
 			return -EINVAL;
 		fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		/* Exactly the mode asked for, whatever the umask. */
@@ -243,7 +244,7 @@ static int seg_adopt(struct seg *s, int fd, bool foreign)
 
 int seg_open_name(struct seg *s, const char *name, bool foreign)
 {
-	if (!name || !name_valid(name))
+	if (!name || !seg_name_valid(name))
 		return -EINVAL;
 	int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
 	if (fd < 0)
@@ -251,18 +252,33 @@ int seg_open_name(struct seg *s, const char *name, bool foreign)
 	return seg_adopt(s, fd, foreign);
 }
 
-int seg_open_fd(struct seg *s, int fd, bool foreign)
+int seg_mark(int fd, uint32_t *token)
 {
-	/* A new open file description, not a dup: its position is our token
-	 * and must not move the sender's. */
+	uint32_t t = 0;
+	while (!t && getrandom(&t, sizeof(t), GRND_NONBLOCK) != sizeof(t))
+		t = (uint32_t)wait_now() ^ (uint32_t)getpid();
+	if (lseek(fd, (off_t)t, SEEK_SET) < 0)
+		return -errno;
+	*token = t;
+	return 0;
+}
+
+int seg_reopen(int fd)
+{
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	if (fcntl(fd, F_GETFD) < 0)
+	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
 		return -EBADF;
 	int copy = open(path, O_RDWR | O_CLOEXEC);
 	if (copy < 0)
 		return errno == ENOENT ? -EBADF : -errno;
-	return seg_adopt(s, copy, foreign);
+	return copy;
+}
+
+int seg_open_fd(struct seg *s, int fd, bool foreign)
+{
+	int copy = seg_reopen(fd);
+	return copy < 0 ? copy : seg_adopt(s, copy, foreign);
 }
 
 void seg_close(struct seg *s)
@@ -273,7 +289,7 @@ void seg_close(struct seg *s)
 
 int seg_unlink(const char *name)
 {
-	if (!name || !name_valid(name))
+	if (!name || !seg_name_valid(name))
 		return -EINVAL;
 	return shm_unlink(name) < 0 ? -errno : 0;
 }

@@ -126,6 +126,20 @@ int seg_create(struct seg *s, const char *name, const struct seg_geom *g, uint32
 int seg_open_name(struct seg *s, const char *name, bool foreign);
 int seg_open_fd(struct seg *s, int fd, bool foreign);
 void seg_close(struct seg *s);
+
+/* Helpers every kind of segment (queues, heaps) uses. */
+/* FNV-1a of n bytes: the checksum of a header's immutable geometry. */
+uint64_t seg_checksum(const void *bytes, size_t n);
+/* A POSIX shm name: 1..NAME_MAX bytes, one optional leading '/', no other. */
+bool seg_name_valid(const char *name);
+/* Mark our open file description of a segment with a random nonzero file
+ * position (see struct seg.token): a liveness check reads it back through
+ * /proc/PID/fdinfo. Returns 0 and *token, or -errno. */
+int seg_mark(int fd, uint32_t *token);
+/* A new open file description of the file behind fd (not a dup: its position
+ * is our token and must not move the sender's). Returns the fd or -EBADF,
+ * -errno. */
+int seg_reopen(int fd);
 int seg_unlink(const char *name);
 /* Geometry for create: defaults applied, capacity rounded up to a power of two
  * and raised to hold one msg_max message. Returns 0 or -EINVAL. */
