@@ -262,11 +262,24 @@ static bool known_child(uint64_t id)
  * then seen dead at once. The process start time is taken at fork, after
  * our prepare handler read the clock, so it is at least fork_tick; one tick
  * of slack covers rounding. */
+/* Is pid a process (a thread group's leader)? A thread the child starts at
+ * once (a sanitizer's, a runtime's) takes the next pid and names our pid as
+ * its parent too, but is not the child. */
+static bool group_leader(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if (read_proc(path, buf, sizeof(buf)) != PROC_LIVE)
+		return false;
+	const char *tgid = strstr(buf, "\nTgid:");
+	return tgid && strtol(tgid + 6, NULL, 10) == pid;
+}
+
 static bool new_child(pid_t pid, pid_t self, uint64_t *id)
 {
 	struct proc_info pi;
 	if (pid <= 0 || proc_info(pid, &pi) != PROC_LIVE || pi.ppid != self ||
-	    pi.start + 1 < fork_tick)
+	    pi.start + 1 < fork_tick || !group_leader(pid))
 		return false;
 	*id = make_id(pid, pi.start);
 	return !known_child(*id);
