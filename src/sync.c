@@ -266,8 +266,15 @@ static bool value_take(struct sem_shared *s, bool parked)
 	while (w & VALUE_MASK)
 		if (atomic_compare_exchange_weak_explicit(&s->word, &w,
 							  (w - 1) | (parked ? WAITERS_BIT : 0),
-							  memory_order_acquire, memory_order_relaxed))
+							  memory_order_acquire, memory_order_relaxed)) {
+			/* A woken waiter that leaves units behind wakes the
+			 * next: a second release may have found the bit
+			 * cleared by the first and woken no one (found by
+			 * tests/model/sync.pml). */
+			if (parked && ((w - 1) & VALUE_MASK))
+				wait_wake(&s->word, 1);
 			return true;
+		}
 	return false;
 }
 
@@ -425,8 +432,6 @@ int shmq_sem_acquire(shmq_sem *sem, int64_t timeout_ns)
 		if (sem->undo ? (atomic_load(&s->word) & VALUE_MASK) && undo_take(sem, true) == 0
 			      : value_take(s, true))
 			return 0;
-		if (wait_expired(deadline))
-			return -ETIMEDOUT;
 		if (wait_now() >= next_check) {
 			next_check = wait_now() + WAIT_CHECK_NS;
 			heap_sweep(sem->ref.heap);
@@ -441,6 +446,13 @@ int shmq_sem_acquire(shmq_sem *sem, int64_t timeout_ns)
 		if (!(w & WAITERS_BIT) &&
 		    !atomic_compare_exchange_strong(&s->word, &w, w | WAITERS_BIT))
 			continue;
+		/* Only with the bit set: a wake-up we took and leave unused
+		 * must not leave others parked behind a clear bit. */
+		if (wait_expired(deadline)) {
+			if (atomic_load(&s->word) & VALUE_MASK)
+				wait_wake(&s->word, 1);
+			return -ETIMEDOUT;
+		}
 		wait_futex(&s->word, w | WAITERS_BIT, wait_slice(deadline, WAIT_CHECK_NS));
 	}
 }
