@@ -726,9 +726,13 @@ int shmq_cond_notify_all(shmq_cond *cv)
 
 /* ------------------------------------------------------------------ Event -- */
 
+/* flag: set/clear by anyone. sets: bumped by every set, before it notifies
+ * ec: a waiter that was waiting when set was called returns 0 even if a
+ * clear came before it ran (as threading.Event does). */
 struct event_shared {
 	_Atomic uint32_t flag;
 	_Atomic uint32_t ec; /* eventcount: set notifies it */
+	_Atomic uint32_t sets;
 };
 
 struct shmq_event {
@@ -790,6 +794,7 @@ int shmq_event_set(shmq_event *e)
 	if (!e)
 		return -EINVAL;
 	atomic_store(&e->e->flag, 1);
+	atomic_fetch_add(&e->e->sets, 1);
 	ec_notify(&e->e->ec);
 	return 0;
 }
@@ -807,29 +812,35 @@ int shmq_event_is_set(shmq_event *e)
 	return e ? atomic_load(&e->e->flag) != 0 : -EINVAL;
 }
 
+struct event_wait {
+	struct event_shared *s;
+	uint32_t sets; /* as of the wait's start */
+};
+
 static bool event_check(void *arg)
 {
-	return atomic_load_explicit((_Atomic uint32_t *)arg, memory_order_acquire) != 0;
+	struct event_wait *w = arg;
+	return atomic_load(&w->s->flag) || atomic_load(&w->s->sets) != w->sets;
 }
 
 int shmq_event_wait(shmq_event *e, int64_t timeout_ns)
 {
 	if (!e)
 		return -EINVAL;
-	struct event_shared *s = e->e;
-	if (atomic_load(&s->flag))
+	struct event_wait w = { e->e, atomic_load(&e->e->sets) };
+	if (atomic_load(&w.s->flag))
 		return 0;
 	if (timeout_ns == 0)
 		return -EAGAIN;
 	int64_t deadline = wait_deadline(timeout_ns);
-	if (spin(event_check, &s->flag, deadline))
+	if (spin(event_check, &w, deadline))
 		return 0;
 	for (;;) {
-		uint32_t key = ec_prepare(&s->ec);
-		if (atomic_load(&s->flag))
+		uint32_t key = ec_prepare(&w.s->ec);
+		if (event_check(&w))
 			return 0;
-		if (ec_wait(&s->ec, key, deadline) == -ETIMEDOUT)
-			return atomic_load(&s->flag) ? 0 : -ETIMEDOUT;
+		if (ec_wait(&w.s->ec, key, deadline) == -ETIMEDOUT)
+			return event_check(&w) ? 0 : -ETIMEDOUT;
 	}
 }
 

@@ -117,7 +117,9 @@ const char *shmq_event_name(shmq_event *e);
 int shmq_event_set(shmq_event *e);                   /* 0; wakes every waiter */
 int shmq_event_clear(shmq_event *e);                 /* 0 */
 int shmq_event_is_set(shmq_event *e);                /* 1 or 0 */
-/* 0 once set (at once if it is); -EAGAIN, -ETIMEDOUT, -EINVAL. */
+/* 0 once set (at once if it is; also if it was set while this call waited
+ * and cleared before the call saw it, as threading.Event does); -EAGAIN,
+ * -ETIMEDOUT, -EINVAL. */
 int shmq_event_wait(shmq_event *e, int64_t timeout_ns);
 
 /* ---------------------------------------------------------------- Barrier -- */
