@@ -16,7 +16,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define OPEN_WAIT_NS (100 * 1000 * 1000) /* for a creator still writing */
 #define GROW_MIN (1ull << 20)            /* the file grows by at least this */
 #define GROW_MAX (64ull << 20)           /* ... and by at most this ahead */
 #define OFF_MASK ((1ull << 40) - 1)      /* free list heads: offset / GRAIN */
@@ -1021,51 +1020,24 @@ int shmq_heap_create(const char *name, const struct shmq_heap_attr *attr, shmq_h
 	return err;
 }
 
-/* Validate a heap fd the caller hands over (closed on failure). Waits
- * briefly for a creator that has not yet sized the file or published magic. */
+/* Validate a heap fd the caller hands over (closed on failure). */
 static int heap_adopt(int fd, int flags, shmq_heap **out)
 {
-	int64_t deadline = wait_deadline(OPEN_WAIT_NS);
-	int err = -EPROTO;
-	for (;;) {
-		struct stat st;
-		if (fstat(fd, &st) < 0) {
-			err = -errno;
-			break;
-		}
-		if (!(flags & SHMQ_FOREIGN) && st.st_uid != geteuid()) {
-			err = -EACCES;
-			break;
-		}
-		if ((uint64_t)st.st_size >= sizeof(struct heap_hdr)) {
-			struct heap_hdr *hd = mmap(NULL, sizeof(*hd), PROT_READ, MAP_SHARED, fd, 0);
-			if (hd == MAP_FAILED) {
-				err = -errno;
-				break;
-			}
-			uint64_t magic = atomic_load_explicit(&hd->magic, memory_order_acquire);
-			struct heap_geom g = hd->geom;
-			uint64_t sum = hd->checksum;
-			munmap(hd, sizeof(*hd));
-			if (magic == HEAP_MAGIC) {
-				if (!geom_valid(&g, sum, (uint64_t)st.st_size))
-					break;
-				shmq_heap *h = heap_new();
-				if (!h) {
-					err = -ENOMEM;
-					break;
-				}
-				return finish(h, fd, &g, out);
-			}
-			if (magic != 0)
-				break; /* something else lives here */
-		}
-		if (wait_expired(deadline))
-			break;
-		wait_nap(1000 * 1000);
-	}
+	struct {
+		uint64_t magic, checksum;
+		struct heap_geom g;
+	} p;
+	_Static_assert(offsetof(struct heap_hdr, geom) == offsetof(__typeof__(p), g), "prefix");
+	uint64_t size;
+	int err = seg_read_header(fd, flags & SHMQ_FOREIGN, HEAP_MAGIC, sizeof(struct heap_hdr), &p,
+				  sizeof(p), &size);
+	if (err == 0 && !geom_valid(&p.g, p.checksum, size))
+		err = -EPROTO;
+	shmq_heap *h = err ? NULL : heap_new();
+	if (h)
+		return finish(h, fd, &p.g, out);
 	close(fd);
-	return err;
+	return err ? err : -ENOMEM;
 }
 
 int shmq_heap_open(const char *name, int flags, shmq_heap **out)

@@ -3,7 +3,6 @@
 #include "wait.h"
 
 #include <errno.h>
-#include <sched.h>
 
 #define M_HELD (1u << 30)
 #define M_WAITERS (1u << 31)
@@ -63,22 +62,15 @@ static bool holder_gone(struct part_table *t, uint32_t w, bool cheap_only)
 	return part_wide_tag_gone(t, w & M_TAG, cheap_only);
 }
 
-static bool spin_for_free(struct mutex *m, uint32_t me, int64_t deadline)
+struct take_arg {
+	struct mutex *m;
+	uint32_t want;
+};
+
+static bool try_free(void *arg)
 {
-	int64_t end = wait_now() + SPIN_NS;
-	if (deadline < end)
-		end = deadline;
-	for (;;) {
-		for (int i = 0; i < WAIT_SPIN_POLLS; i++) {
-			wait_pause();
-			if (atomic_load_explicit(&m->word, memory_order_relaxed) == 0 &&
-			    try_take(m, me | M_HELD))
-				return true;
-		}
-		if (wait_now() >= end)
-			return false;
-		sched_yield();
-	}
+	struct take_arg *a = arg;
+	return atomic_load_explicit(&a->m->word, memory_order_relaxed) == 0 && try_take(a->m, a->want);
 }
 
 static int lock_slow(struct mutex *m, struct part_table *t, uint32_t me, int64_t timeout_ns)
@@ -90,7 +82,8 @@ static int lock_slow(struct mutex *m, struct part_table *t, uint32_t me, int64_t
 		return took(m, -EOWNERDEAD);
 	if (timeout_ns == 0)
 		return -EAGAIN;
-	if (spin_for_free(m, me, deadline))
+	struct take_arg arg = { m, me | M_HELD };
+	if (wait_spin(try_free, &arg, deadline, SPIN_NS))
 		return took(m, 0);
 	int64_t next_check = wait_now() + WAIT_CHECK_NS;
 	for (;;) {

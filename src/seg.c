@@ -188,56 +188,59 @@ fail:
 	return err;
 }
 
-/* Validate and map an fd the caller hands over (closed on failure). Waits
- * briefly for a creator that has not yet sized the file or published magic.
- * A segment owned by another user is refused (-EACCES) unless foreign. */
-static int seg_adopt(struct seg *s, int fd, bool foreign)
+int seg_read_header(int fd, bool foreign, uint64_t magic, size_t min_size, void *prefix,
+		    size_t len, uint64_t *file_size)
 {
 	int64_t deadline = wait_deadline(OPEN_WAIT_NS);
-	struct stat st;
-	int err = -EPROTO;
-
 	for (;;) {
-		if (fstat(fd, &st) < 0) {
-			err = -errno;
-			break;
-		}
-		if (!foreign && st.st_uid != geteuid()) {
-			err = -EACCES;
-			break;
-		}
-		if ((uint64_t)st.st_size >= sizeof(struct seg_hdr)) {
-			struct seg_hdr *h = mmap(NULL, sizeof(*h), PROT_READ, MAP_SHARED, fd, 0);
-			if (h == MAP_FAILED) {
-				err = -errno;
-				break;
+		struct stat st;
+		if (fstat(fd, &st) < 0)
+			return -errno;
+		if (!foreign && st.st_uid != geteuid())
+			return -EACCES;
+		if ((uint64_t)st.st_size >= min_size) {
+			void *h = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+			if (h == MAP_FAILED)
+				return -errno;
+			uint64_t seen = atomic_load_explicit((_Atomic uint64_t *)h, memory_order_acquire);
+			memcpy(prefix, h, len);
+			munmap(h, len);
+			if (seen == magic) {
+				*file_size = (uint64_t)st.st_size;
+				return 0;
 			}
-			uint64_t magic = atomic_load_explicit(&h->magic, memory_order_acquire);
-			struct seg_geom g = h->geom;
-			uint64_t sum = h->checksum;
-			munmap(h, sizeof(*h));
-			if (magic == SEG_MAGIC) {
-				if (!geom_valid(&g, sum, (uint64_t)st.st_size))
-					break;
-				err = map_fd(s, fd, &g);
-				/* Re-check what we mapped: a peer may rewrite
-				 * the header between the two mappings. */
-				if (err == 0 && (memcmp(&s->hdr->geom, &g, sizeof(g)) ||
-						 s->hdr->checksum != sum)) {
-					munmap(s->hdr, s->map_size);
-					err = -EPROTO;
-				}
-				if (err == 0)
-					return 0;
-				break;
-			}
-			if (magic != 0)
-				break; /* something else lives here */
+			if (seen != 0)
+				return -EPROTO; /* something else lives here */
 		}
 		if (wait_expired(deadline))
-			break;
+			return -EPROTO;
 		wait_nap(1000 * 1000);
 	}
+}
+
+/* Validate and map an fd the caller hands over (closed on failure). */
+static int seg_adopt(struct seg *s, int fd, bool foreign)
+{
+	struct {
+		uint64_t magic, checksum;
+		struct seg_geom g;
+	} p;
+	_Static_assert(offsetof(struct seg_hdr, geom) == offsetof(__typeof__(p), g), "prefix");
+	uint64_t size;
+	int err = seg_read_header(fd, foreign, SEG_MAGIC, sizeof(struct seg_hdr), &p, sizeof(p),
+				  &size);
+	if (err == 0 && !geom_valid(&p.g, p.checksum, size))
+		err = -EPROTO;
+	if (err == 0)
+		err = map_fd(s, fd, &p.g);
+	/* Re-check what we mapped: a peer may rewrite the header between the
+	 * two mappings. */
+	if (err == 0 && (memcmp(&s->hdr->geom, &p.g, sizeof(p.g)) || s->hdr->checksum != p.checksum)) {
+		munmap(s->hdr, s->map_size);
+		err = -EPROTO;
+	}
+	if (err == 0)
+		return 0;
 	close(fd);
 	return err;
 }

@@ -136,6 +136,13 @@ bool seg_name_valid(const char *name);
  * position (see struct seg.token): a liveness check reads it back through
  * /proc/PID/fdinfo. Returns 0 and *token, or -errno. */
 int seg_mark(int fd, uint32_t *token);
+/* Wait up to 100 ms for a segment's creator to size the file (min_size
+ * bytes) and publish magic, the first 8 bytes of every kind of header; then
+ * copy the header's first len bytes to prefix. Returns 0 and *file_size;
+ * -EACCES (another user's file, unless foreign), -EPROTO (another magic, or
+ * none in time), -errno. */
+int seg_read_header(int fd, bool foreign, uint64_t magic, size_t min_size, void *prefix,
+		    size_t len, uint64_t *file_size);
 /* A new open file description of the file behind fd (not a dup: its position
  * is our token and must not move the sender's). Returns the fd or -EBADF,
  * -errno. */

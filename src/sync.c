@@ -5,7 +5,6 @@
 #include "wait.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,23 +12,9 @@
 #define WAITERS_BIT 0x80000000u
 #define VALUE_MASK 0x7fffffffu
 
-/* Poll try(arg) for up to SPIN_NS or the deadline, yielding the core every
- * few polls (a peer on our core can then run). */
 static bool spin(bool (*try)(void *), void *arg, int64_t deadline)
 {
-	int64_t end = wait_now() + SPIN_NS;
-	if (deadline < end)
-		end = deadline;
-	for (;;) {
-		for (int i = 0; i < WAIT_SPIN_POLLS; i++) {
-			wait_pause();
-			if (try(arg))
-				return true;
-		}
-		if (wait_now() >= end)
-			return false;
-		sched_yield();
-	}
+	return wait_spin(try, arg, deadline, SPIN_NS);
 }
 
 static int expired(int64_t timeout_ns)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <limits.h>
+#include <sched.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -37,6 +38,23 @@ int64_t wait_slice(int64_t deadline, int64_t slice_ns)
 bool wait_expired(int64_t deadline)
 {
 	return deadline != WAIT_FOREVER && wait_now() >= deadline;
+}
+
+bool wait_spin(bool (*try)(void *), void *arg, int64_t deadline, int64_t spin_ns)
+{
+	int64_t end = wait_now() + spin_ns;
+	if (deadline < end)
+		end = deadline;
+	for (;;) {
+		for (int i = 0; i < WAIT_SPIN_POLLS; i++) {
+			wait_pause();
+			if (try(arg))
+				return true;
+		}
+		if (wait_now() >= end)
+			return false;
+		sched_yield();
+	}
 }
 
 static struct timespec to_timespec(int64_t ns)

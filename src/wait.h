@@ -61,9 +61,11 @@ void wait_wake(_Atomic uint32_t *word, int n);
  * the longest a parked waiter sleeps between such checks. */
 #define WAIT_CHECK_NS (50 * 1000 * 1000)
 
-/* Spin on cond for up to spin_ns (yielding the core every few polls, so a
- * peer that shares our core can run), then give up: the caller parks. */
+/* Poll try(arg) for up to spin_ns or until the deadline, yielding the core
+ * every WAIT_SPIN_POLLS polls (a peer that shares our core can then run).
+ * Returns true once try did; false: the caller parks. */
 #define WAIT_SPIN_POLLS 16
+bool wait_spin(bool (*try)(void *), void *arg, int64_t deadline, int64_t spin_ns);
 
 #define EC_WAITERS_BIT 0x80000000u
 
