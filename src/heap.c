@@ -373,7 +373,9 @@ static void do_link(shmq_heap *h, uint64_t off, struct heap_obj *o, struct heap_
 	atomic_store(bucket, off);
 }
 
-static void do_unlink(shmq_heap *h, uint64_t off, struct heap_obj *o, struct heap_obj *target,
+/* Returns false if off is not linked where its name says (a replay after
+ * the unlink, or a hostile heap). */
+static bool do_unlink(shmq_heap *h, uint64_t off, struct heap_obj *o, struct heap_obj *target,
 		      uint32_t links_after)
 {
 	_Atomic uint64_t *link = chain_link_to(h, o, off);
@@ -381,6 +383,7 @@ static void do_unlink(shmq_heap *h, uint64_t off, struct heap_obj *o, struct hea
 		atomic_store(link, atomic_load(&o->next));
 	if (target)
 		atomic_store(&target->links, links_after);
+	return link != NULL;
 }
 
 static struct heap_obj *link_target(shmq_heap *h, struct heap_obj *o)
@@ -399,21 +402,28 @@ static void obj_link(shmq_heap *h, uint64_t off, struct heap_obj *o)
 
 /* Unlink an unused object and free its block; then its target, if that was
  * the last link keeping it. The block is freed after the intent ends: a death
- * in between leaks it rather than freeing it twice. */
-static void obj_free(shmq_heap *h, uint64_t off, struct heap_obj *o)
+ * in between leaks it rather than freeing it twice. Returns false if the
+ * object was not in the directory (nothing freed). */
+static bool obj_free(shmq_heap *h, uint64_t off, struct heap_obj *o)
 {
-	while (o) {
+	for (bool first = true; o; first = false) {
 		struct heap_obj *t = link_target(h, o);
 		uint32_t links = t ? atomic_load(&t->links) : 0;
 		uint32_t after = links ? links - 1 : 0;
 		uint64_t toff = t ? o->ref : 0;
 		intent_begin(h, INTENT_FREE, off, toff, after, 0, 0);
-		do_unlink(h, off, o, t, after);
+		bool unlinked = do_unlink(h, off, o, t, after);
 		intent_end(h);
+		/* Free only what we took out of the directory: an object we
+		 * cannot find in its chain (a hostile heap) stays, leaked,
+		 * rather than freed while still reachable. */
+		if (!unlinked)
+			return !first;
 		heap_free(h, o->block);
 		o = t && obj_unused(t) ? t : NULL;
 		off = toff;
 	}
+	return true;
 }
 
 static const struct heap_kind_ops *kind_ops[HEAP_KIND_MAX];
@@ -445,8 +455,7 @@ static void scrub(shmq_heap *h, uint32_t slot, uint32_t tag)
 			if (holder_has(o, slot) && kind_ops[o->kind] && kind_ops[o->kind]->departed)
 				kind_ops[o->kind]->departed(h, o, slot, tag);
 			holder_clear(o, (int)slot);
-			if (obj_unused(o)) {
-				obj_free(h, off, o);
+			if (obj_unused(o) && obj_free(h, off, o)) {
 				intent_begin(h, INTENT_SCRUB, 0, 0, 0, slot, tag);
 				/* obj_free may have freed `next` (a target):
 				 * walk this chain again from its start. */
