@@ -234,7 +234,9 @@ void heap_free(shmq_heap *h, uint64_t off)
 	if (off < sizeof(struct heap_block))
 		return;
 	uint64_t boff = off - sizeof(struct heap_block);
-	struct heap_block *b = heap_at(h, boff, sizeof(*b));
+	struct heap_block *b = boff >= h->geom.arena_off && boff % HEAP_GRAIN == 0
+				       ? heap_at(h, boff, sizeof(*b))
+				       : NULL;
 	if (!b || b->cls >= HEAP_CLASSES || !block_at(h, boff, b->cls))
 		return; /* not a block we could have handed out: leave it */
 	unsigned c = b->cls;
@@ -281,7 +283,8 @@ static struct heap_obj *obj_at(shmq_heap *h, uint64_t off)
 /* Most objects a chain can hold: a longer walk is a cycle (a hostile heap). */
 static uint64_t chain_bound(shmq_heap *h)
 {
-	return h->geom.max_size / sizeof(struct heap_obj) + 1;
+	/* Objects lie inside the file: it holds at most this many. */
+	return atomic_load_explicit(&h->known_size, memory_order_relaxed) / sizeof(struct heap_obj) + 1;
 }
 
 /* Find a live (not removed) object by name. Returns its offset, 0 if there
@@ -445,9 +448,12 @@ static bool holder_has(struct heap_obj *o, uint32_t slot)
 static void scrub(shmq_heap *h, uint32_t slot, uint32_t tag)
 {
 	intent_begin(h, INTENT_SCRUB, 0, 0, 0, slot, tag);
-	for (unsigned b = 0; b < HEAP_BUCKETS; b++) {
+	/* One budget for the whole walk: the directory holds at most
+	 * chain_bound objects, however a hostile heap links them. */
+	uint64_t budget = 2 * chain_bound(h) + HEAP_BUCKETS;
+	for (unsigned b = 0; b < HEAP_BUCKETS && budget; b++) {
 		uint64_t off = atomic_load(&h->hdr->buckets[b]);
-		for (uint64_t steps = 0; off && steps <= chain_bound(h); steps++) {
+		for (; off && budget; budget--) {
 			struct heap_obj *o = obj_at(h, off);
 			if (!o)
 				break;
@@ -1109,7 +1115,8 @@ static int64_t walk_free(shmq_heap *h, unsigned c, void (*fn)(void *, uint64_t, 
 			 void *arg)
 {
 	uint64_t off = (atomic_load(&h->hdr->free[c].head) & OFF_MASK) * HEAP_GRAIN;
-	uint64_t size = class_size(c), bound = h->geom.max_size / size + 1;
+	uint64_t size = class_size(c);
+	uint64_t bound = atomic_load_explicit(&h->known_size, memory_order_relaxed) / size + 1;
 	int64_t n = 0;
 	for (; off; n++) {
 		struct heap_block *b = block_at(h, off, c);
@@ -1163,13 +1170,19 @@ int shmq_heap_stat(shmq_heap *h, struct shmq_heap_stat *st)
 
 struct check {
 	shmq_heap *h;
-	uint8_t *seen; /* one bit per HEAP_GRAIN of the arena */
+	uint8_t *seen; /* one bit per HEAP_GRAIN of the arena, up to brk */
+	uint64_t brk;
 	int err;
 };
 
 static void mark(void *arg, uint64_t off, uint64_t len)
 {
 	struct check *ck = arg;
+	if (off < ck->h->geom.arena_off || off % HEAP_GRAIN || off > ck->brk ||
+	    len > ck->brk - off) {
+		ck->err = -EPROTO; /* a block past what was ever carved */
+		return;
+	}
 	for (uint64_t u = (off - ck->h->geom.arena_off) / HEAP_GRAIN,
 		      end = u + (len + HEAP_GRAIN - 1) / HEAP_GRAIN;
 	     u < end; u++) {
@@ -1185,7 +1198,7 @@ int heap_check(shmq_heap *h)
 	if (brk < h->geom.arena_off || brk > h->geom.max_size || !heap_at(h, 0, brk))
 		return -EPROTO;
 	uint64_t units = (brk - h->geom.arena_off) / HEAP_GRAIN + 1;
-	struct check ck = { .h = h, .seen = calloc(units / 8 + 1, 1) };
+	struct check ck = { .h = h, .seen = calloc(units / 8 + 1, 1), .brk = brk };
 	if (!ck.seen)
 		return -ENOMEM;
 	for (unsigned c = 0; c < HEAP_CLASSES && !ck.err; c++)
@@ -1196,7 +1209,8 @@ int heap_check(shmq_heap *h)
 		for (uint64_t steps = 0; off && !ck.err; steps++) {
 			struct heap_obj *o = obj_at(h, off);
 			if (!o || steps > chain_bound(h) || bucket_of(o->name) != b ||
-			    o->block < h->geom.arena_off + sizeof(struct heap_block)) {
+			    o->block < h->geom.arena_off + sizeof(struct heap_block) ||
+			    o->block % HEAP_GRAIN) {
 				ck.err = -EPROTO;
 				break;
 			}

@@ -17,6 +17,15 @@ static bool spin(bool (*try)(void *), void *arg, int64_t deadline)
 	return wait_spin(try, arg, deadline, SPIN_NS);
 }
 
+/* A relative timeout for what is left until deadline (-1: forever). */
+static int64_t remaining(int64_t deadline)
+{
+	if (deadline == WAIT_FOREVER)
+		return -1;
+	int64_t left = deadline - wait_now();
+	return left > 0 ? left : 0;
+}
+
 static int expired(int64_t timeout_ns)
 {
 	return timeout_ns == 0 ? -EAGAIN : -ETIMEDOUT;
@@ -325,9 +334,11 @@ static void undo_reclaim(shmq_heap *h, struct sem_shared *s, bool full)
 		undo_give_back(h, s, i, 0, full);
 }
 
-static int undo_lock(shmq_heap *h, struct sem_shared *s)
+/* The internal mutex, within timeout_ns: a live holder stopped mid-change
+ * must not make a bounded acquire wait past its timeout. */
+static int undo_lock(shmq_heap *h, struct sem_shared *s, int64_t timeout_ns)
 {
-	int r = mutex_lock(&s->m, heap_parts(h), heap_owner(h), -1);
+	int r = mutex_lock(&s->m, heap_parts(h), heap_owner(h), timeout_ns);
 	if (r == -EOWNERDEAD) {
 		undo_rollback(s);
 		undo_reclaim(h, s, false);
@@ -345,7 +356,8 @@ static void undo_unlock(shmq_heap *h, struct sem_shared *s)
 static void sem_departed(shmq_heap *h, struct heap_obj *o, uint32_t slot, uint32_t tag)
 {
 	struct sem_shared *s = (struct sem_shared *)(o + 1);
-	if (o->size < sem_size(SHMQ_UNDO) || !(s->flags & SHMQ_UNDO) || undo_lock(h, s))
+	/* Under the heap mutex: never wait here (a later reclaim catches up). */
+	if (o->size < sem_size(SHMQ_UNDO) || !(s->flags & SHMQ_UNDO) || undo_lock(h, s, 0))
 		return;
 	undo_give_back(h, s, slot % SHMQ_MAX_PARTICIPANTS, tag, false);
 	undo_unlock(h, s);
@@ -364,12 +376,12 @@ static uint32_t account_units(uint64_t a, uint32_t me)
 	return (uint32_t)(a >> 32) == me ? (uint32_t)a : 0;
 }
 
-static int undo_take(shmq_sem *sem, bool parked)
+static int undo_take(shmq_sem *sem, bool parked, int64_t timeout_ns)
 {
 	struct sem_shared *s = sem->s;
 	shmq_heap *h = sem->ref.heap;
 	uint32_t me = heap_owner(h), slot = slot_of(me);
-	int r = undo_lock(h, s);
+	int r = undo_lock(h, s, timeout_ns);
 	if (r)
 		return r;
 	/* A departed previous owner of our slot: its units go back first. */
@@ -387,7 +399,7 @@ static int undo_take(shmq_sem *sem, bool parked)
 static bool try_undo(void *arg)
 {
 	shmq_sem *sem = arg;
-	return (atomic_load(&sem->s->word) & VALUE_MASK) && undo_take(sem, false) == 0;
+	return (atomic_load(&sem->s->word) & VALUE_MASK) && undo_take(sem, false, 0) == 0;
 }
 
 int shmq_sem_acquire(shmq_sem *sem, int64_t timeout_ns)
@@ -399,28 +411,29 @@ int shmq_sem_acquire(shmq_sem *sem, int64_t timeout_ns)
 	void *arg = sem->undo ? (void *)sem : (void *)s;
 	if (try(arg))
 		return 0;
-	if (timeout_ns == 0) {
-		/* A polling caller must still get back what the dead held. */
-		if (sem->undo && undo_lock(sem->ref.heap, s) == 0) {
-			undo_reclaim(sem->ref.heap, s, false);
-			undo_unlock(sem->ref.heap, s);
-			if (try(arg))
-				return 0;
-		}
-		return -EAGAIN;
+	/* Before waiting (or failing a poll): get back what holders known to
+	 * be gone still had. */
+	if (sem->undo && undo_lock(sem->ref.heap, s, 0) == 0) {
+		undo_reclaim(sem->ref.heap, s, false);
+		undo_unlock(sem->ref.heap, s);
+		if (try(arg))
+			return 0;
 	}
+	if (timeout_ns == 0)
+		return -EAGAIN;
 	int64_t deadline = wait_deadline(timeout_ns);
 	if (spin(try, arg, deadline))
 		return 0;
 	int64_t next_check = wait_now() + WAIT_CHECK_NS;
 	for (;;) {
-		if (sem->undo ? (atomic_load(&s->word) & VALUE_MASK) && undo_take(sem, true) == 0
+		if (sem->undo ? (atomic_load(&s->word) & VALUE_MASK) &&
+					undo_take(sem, true, remaining(deadline)) == 0
 			      : value_take(s, true))
 			return 0;
 		if (wait_now() >= next_check) {
 			next_check = wait_now() + WAIT_CHECK_NS;
 			heap_sweep(sem->ref.heap);
-			if (sem->undo && undo_lock(sem->ref.heap, s) == 0) {
+			if (sem->undo && undo_lock(sem->ref.heap, s, remaining(deadline)) == 0) {
 				undo_reclaim(sem->ref.heap, s, true);
 				undo_unlock(sem->ref.heap, s);
 			}
@@ -456,7 +469,7 @@ int shmq_sem_release(shmq_sem *sem, uint32_t n)
 	}
 	shmq_heap *h = sem->ref.heap;
 	uint32_t me = heap_owner(h), slot = slot_of(me);
-	if ((err = undo_lock(h, s)))
+	if ((err = undo_lock(h, s, -1)))
 		return err;
 	undo_begin(s, slot);
 	uint32_t old = value_add(s, n, &err);
@@ -497,6 +510,8 @@ struct cond_shared {
 };
 
 enum { WAITING = 1, NOTIFIED = 2 };
+/* Longest waiter list walked: longer is a cycle (a hostile heap). */
+#define WAITERS_MAX (1u << 20)
 struct cond_waiter {
 	_Atomic uint32_t state; /* futex: WAITING, then NOTIFIED by a notifier */
 	uint32_t owner;         /* the waiter's wide tag */
@@ -620,7 +635,7 @@ static _Atomic uint64_t *waiter_link(shmq_cond *cv, uint64_t off)
 {
 	shmq_heap *h = cv->ref.heap;
 	_Atomic uint64_t *link = &cv->c->head;
-	for (uint32_t steps = 0; steps < 1u << 20; steps++) {
+	for (uint32_t steps = 0; steps < WAITERS_MAX; steps++) {
 		uint64_t cur = atomic_load(link);
 		if (cur == off)
 			return link;
@@ -684,7 +699,7 @@ int shmq_cond_notify(shmq_cond *cv, uint32_t n)
 	shmq_heap *h = cv->ref.heap;
 	struct part_table *t = heap_parts(h);
 	int woken = 0;
-	while ((uint32_t)woken < n) {
+	for (uint32_t steps = 0; (uint32_t)woken < n && steps < WAITERS_MAX; steps++) {
 		uint64_t off = atomic_load(&cv->c->head);
 		struct cond_waiter *w = waiter_at(h, off);
 		if (!w)
@@ -875,6 +890,9 @@ static void barrier_init(void *payload, void *arg)
 static int barrier_new(struct heap_ref *ref, shmq_barrier **out)
 {
 	struct barrier_shared *s = ref->payload;
+	int err = payload_fits(ref, sizeof(*s));
+	if (err)
+		return err;
 	uint32_t parties = s->parties;
 	if (parties == 0 || parties > SHMQ_BARRIER_MAX_PARTIES ||
 	    ref->obj->size < sizeof(*s) + parties * sizeof(uint64_t)) {
