@@ -5,8 +5,8 @@
 #   asan     build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer
 #   tsan     build-tsan/  ThreadSanitizer
 #   drd      build/       tests/threads under valgrind's DRD (tests/drd.supp)
-#   fuzz     build-fuzz/  60 s of the libFuzzer target (clang), tests/fuzz
-#   model    (temp dir)   Spin verification of tests/model/ring.pml
+#   fuzz     build-fuzz/  60 s of fuzzing (clang), tests/fuzz: 30 s for each target
+#   model    (temp dirs)  Spin verification of tests/model/ring.pml and sync.pml
 # In CI (CI=true) warnings are errors. Usage: tools/test.sh [step]...
 # (default: every step). tests/torture/README.md has the long modes.
 # Ends with 'total: N passed, N failed' and fails if anything failed.
@@ -81,43 +81,61 @@ run_drd() {
 	fi
 }
 
-# 60 s of fuzzing from the seed corpus; new inputs go to a temporary
-# directory, crash reproducers to build-fuzz/.
+# 60 s of fuzzing, split between the targets (30 s each), each from its seed
+# corpus; new inputs go to a temporary directory, crash reproducers to
+# build-fuzz/.
 run_fuzz() {
-	echo "=== fuzz (build-fuzz, 60 s)"
+	echo "=== fuzz (build-fuzz, 2 targets, 30 s each)"
 	CC=clang configure build-fuzz "${werror[@]}" -Dfuzz=true -Dtests=disabled -Dbench=false
-	ninja -C build-fuzz tests/fuzz/fuzz_segment
-	local corpus log=build-fuzz/fuzz.log
-	corpus=$(mktemp -d)
-	if build-fuzz/tests/fuzz/fuzz_segment -timeout=5 -max_total_time=60 \
-		-print_final_stats=1 -artifact_prefix=build-fuzz/ \
-		"$corpus" tests/fuzz/corpus >"$log" 2>&1; then
-		grep -E 'DONE|stat::(number_of_executed_units|average_exec_per_sec)' "$log"
-		record Fuzz 1 0
-	else
-		tail -40 "$log"
-		record Fuzz 0 1
-	fi
-	rm -rf "$corpus"
+	ninja -C build-fuzz tests/fuzz/fuzz_segment tests/fuzz/fuzz_heap
+	local target seeds corpus log passed=0 failed=0
+	for target in fuzz_segment:corpus fuzz_heap:corpus-heap; do
+		seeds=tests/fuzz/${target#*:}
+		target=${target%%:*}
+		log=build-fuzz/$target.log
+		corpus=$(mktemp -d)
+		echo "--- $target"
+		if build-fuzz/tests/fuzz/$target -timeout=5 -max_total_time=30 \
+			-print_final_stats=1 -artifact_prefix=build-fuzz/ \
+			"$corpus" "$seeds" >"$log" 2>&1; then
+			grep -E 'DONE|stat::(number_of_executed_units|average_exec_per_sec)' "$log"
+			passed=$((passed + 1))
+		else
+			tail -40 "$log"
+			failed=$((failed + 1))
+		fi
+		rm -rf "$corpus"
+	done
+	record Fuzz $passed $failed
 }
 
-# Exhaustive safety verification of the model (assertions, invalid end
-# states); pan exits 0 whatever it finds, so its report is checked.
+# Exhaustive safety verification of each model (assertions, invalid end
+# states), one result each; pan exits 0 whatever it finds, so its report is
+# checked. A counterexample's trail is kept (the path is printed).
 run_model() {
-	echo "=== model (spin, tests/model/ring.pml)"
-	local dir
+	local name
+	for name in ring sync; do
+		check_model "$name"
+	done
+}
+
+check_model() { # name: tests/model/NAME.pml
+	local name=$1 dir
+	echo "=== model (spin, tests/model/$name.pml)"
 	dir=$(mktemp -d)
-	cp tests/model/ring.pml "$dir"
-	if (cd "$dir" && spin -a ring.pml && cc -O2 -DSAFETY -DCOLLAPSE -DMEMLIM=2048 -o pan pan.c &&
+	cp "tests/model/$name.pml" "$dir"
+	if (cd "$dir" && spin -a "$name.pml" && cc -O2 -DSAFETY -DCOLLAPSE -DMEMLIM=2048 -o pan pan.c &&
 		./pan -m100000) >"$dir/log" 2>&1 &&
 		grep -q 'errors: 0' "$dir/log" && ! grep -q 'Search not completed' "$dir/log"; then
 		grep -E 'errors:|states, stored|elapsed' "$dir/log"
-		record Model 1 0
+		record "Model $name" 1 0
+		rm -rf "$dir"
 	else
 		grep -v '^Depth=' "$dir/log" | tail -30
-		record Model 0 1
+		[ -f "$dir/$name.pml.trail" ] &&
+			echo "counterexample: $dir/$name.pml.trail (replay there: spin -t -p -g $name.pml)"
+		record "Model $name" 0 1
 	fi
-	rm -rf "$dir"
 }
 
 summary=$(mktemp)
