@@ -48,7 +48,8 @@ static bool try_take(struct mutex *m, uint32_t want)
 }
 
 /* The holder recorded in w is gone (or w is garbage): take the word over,
- * keeping the waiters bit. Fails if w changed meanwhile. */
+ * with the waiters bit set (others may be parked behind the dead holder).
+ * Fails if w changed meanwhile. */
 static bool take_over(struct mutex *m, uint32_t w, uint32_t me)
 {
 	return atomic_compare_exchange_strong_explicit(&m->word, &w, me | M_HELD | M_WAITERS,
