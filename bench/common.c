@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
+#include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 
@@ -228,4 +231,80 @@ int bench_ping_rounds(struct bench_worker *w, void *ctx,
 	}
 	bench_pp_record(w, i, bench_now() - t0);
 	return rc;
+}
+
+void sleep_ns(int64_t ns)
+{
+	struct timespec ts = { .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+bool bench_window(struct bench_window *w, pid_t *pids, int npids, bool failed, char *note,
+		  size_t note_len)
+{
+	int64_t limit = bench_now() + w->arrive_ns;
+	while (!failed && atomic_load(w->arrived) < w->n) {
+		for (int i = 0; i < npids; i++) {
+			int st;
+			if (pids[i] > 0 && waitpid(pids[i], &st, WNOHANG) == pids[i]) {
+				pids[i] = -1;
+				failed = true;
+			}
+		}
+		if (bench_now() > limit) {
+			failed = true;
+			snprintf(note, note_len, "workers never reached the barrier");
+		}
+		sleep_ns(100000);
+	}
+	int64_t t0 = bench_now();
+	*w->t0 = t0;
+	atomic_store(w->go, 1);
+	syscall(SYS_futex, (uint32_t *)w->go, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+	if (failed)
+		atomic_store(w->stop, 1);
+	int64_t stop_at = t0 + (int64_t)(w->secs * 1e9);
+	while (!atomic_load(w->stop)) {
+		int64_t now = bench_now();
+		if (now >= stop_at)
+			break;
+		sleep_ns(stop_at - now < 5000000 ? stop_at - now : 5000000);
+	}
+	atomic_store(w->stop, 1);
+	return failed;
+}
+
+bool bench_reap(pid_t *pids, int npids, int64_t watchdog_ns, bool *hung)
+{
+	int64_t deadline = bench_now() + watchdog_ns;
+	bool failed = false;
+	int alive = 0;
+	*hung = false;
+	for (int i = 0; i < npids; i++)
+		alive += pids[i] > 0;
+	while (alive > 0) {
+		for (int i = 0; i < npids; i++) {
+			int st;
+			if (pids[i] > 0 && waitpid(pids[i], &st, WNOHANG) == pids[i]) {
+				if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+					failed = true;
+				pids[i] = -1;
+				alive--;
+			}
+		}
+		if (alive && bench_now() > deadline) {
+			for (int i = 0; i < npids; i++)
+				if (pids[i] > 0) {
+					kill(pids[i], SIGKILL);
+					waitpid(pids[i], NULL, 0);
+					pids[i] = -1;
+				}
+			alive = 0;
+			failed = *hung = true;
+		}
+		if (alive)
+			sleep_ns(200000);
+	}
+	return failed;
 }

@@ -51,6 +51,25 @@ static inline int64_t bench_now(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+void sleep_ns(int64_t ns);
+
+/* The timed window of a case, run by the parent: wait (up to arrive_ns) for
+ * n workers at the start barrier (`arrived`), open the gate (`go`, a futex;
+ * t0 = now), let them run secs, then set `stop`. Workers that exit before
+ * the barrier fail the run. Returns true if it failed (note says why). */
+struct bench_window {
+	_Atomic uint32_t *arrived, *go, *stop;
+	int64_t *t0;
+	uint32_t n;
+	int64_t arrive_ns;
+	double secs;
+};
+bool bench_window(struct bench_window *w, pid_t *pids, int npids, bool failed, char *note,
+		  size_t note_len);
+/* Reap every worker (pids[i] > 0), killing them all once watchdog_ns has
+ * passed (*hung). Returns true if any failed (exit status, signal, hang). */
+bool bench_reap(pid_t *pids, int npids, int64_t watchdog_ns, bool *hung);
+
 static inline void bench_pause(void)
 {
 #if defined(__x86_64__) || defined(__i386__)

@@ -14,13 +14,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static void sleep_ns(int64_t ns)
-{
-	struct timespec ts = { .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 struct worker_arg {
 	const struct bench_peer *p;
 	void *ctx;
@@ -149,73 +142,24 @@ static void run_workers(const struct bench_peer *p, const struct bench_case *c, 
 		(pp ? p->pp_parent : p->parent)(ctx);
 
 	bool failed = npids != (p->flags & PF_THREADS ? 1 : n);
-	int64_t limit = bench_now() + 20 * 1000000000LL;
-	while (!failed && atomic_load(&sh->arrived) < (uint32_t)n) {
-		int st;
-		for (int i = 0; i < npids; i++)
-			if (pids[i] > 0 && waitpid(pids[i], &st, WNOHANG) == pids[i]) {
-				pids[i] = -1;
-				failed = true;
-			}
-		if (bench_now() > limit) {
-			failed = true;
-			snprintf(out->note, sizeof(out->note), "workers never reached the barrier");
-		}
-		sleep_ns(100000);
-	}
-	int64_t t0 = bench_now();
-	sh->t0 = t0;
-	atomic_store(&sh->go, 1);
-	syscall(SYS_futex, (uint32_t *)&sh->go, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-	if (failed)
-		atomic_store(&sh->stop, 1);
-	int64_t stop_at = t0 + (int64_t)(c->secs * 1e9);
-	while (!atomic_load(&sh->stop)) {
-		int64_t now = bench_now();
-		if (now >= stop_at)
-			break;
-		sleep_ns(stop_at - now < 5000000 ? stop_at - now : 5000000);
-	}
-	atomic_store(&sh->stop, 1);
-	int64_t t_stop = bench_now();
+	struct bench_window win = { &sh->arrived, &sh->go, &sh->stop, &sh->t0, (uint32_t)n,
+				    20 * 1000000000LL, c->secs };
+	failed = bench_window(&win, pids, npids, failed, out->note, sizeof(out->note));
+	int64_t t0 = sh->t0, t_stop = bench_now();
 
 	/* Reap, with a watchdog: a system that hangs is reported, not waited on. */
-	int64_t deadline = t_stop + 15 * 1000000000LL;
-	int alive = npids;
-	for (int i = 0; i < npids; i++)
-		if (pids[i] < 0)
-			alive--;
-	while (alive > 0) {
-		for (int i = 0; i < npids; i++) {
-			int st;
-			if (pids[i] > 0 && waitpid(pids[i], &st, WNOHANG) == pids[i]) {
-				if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-					failed = true;
-				pids[i] = -1;
-				alive--;
-			}
-		}
-		if (alive && bench_now() > deadline) {
-			for (int i = 0; i < npids; i++)
-				if (pids[i] > 0) {
-					kill(pids[i], SIGKILL);
-					waitpid(pids[i], NULL, 0);
-					pids[i] = -1;
-				}
-			alive = 0;
-			failed = true;
-			snprintf(out->note, sizeof(out->note),
-				 "hung: killed after 15 s (producers done %u/%d, sent %llu, counted %llu)",
-				 atomic_load(&sh->prod_done), c->np,
-				 (unsigned long long)atomic_load(&sh->sent_total),
-				 (unsigned long long)atomic_load(&sh->recv_total));
-			if (getenv("SHMQ_BENCH_DEBUG"))
-				for (int i = 0; i < c->nc; i++)
-					fprintf(stderr, "consumer %d: %llu\n", i,
-						(unsigned long long)sh->cons[i].msgs);
-		}
-		if (alive)
-			sleep_ns(500000);
+	bool hung;
+	failed |= bench_reap(pids, npids, 15 * 1000000000LL, &hung);
+	if (hung) {
+		snprintf(out->note, sizeof(out->note),
+			 "hung: killed after 15 s (producers done %u/%d, sent %llu, counted %llu)",
+			 atomic_load(&sh->prod_done), c->np,
+			 (unsigned long long)atomic_load(&sh->sent_total),
+			 (unsigned long long)atomic_load(&sh->recv_total));
+		if (getenv("SHMQ_BENCH_DEBUG"))
+			for (int i = 0; i < c->nc; i++)
+				fprintf(stderr, "consumer %d: %llu\n", i,
+					(unsigned long long)sh->cons[i].msgs);
 	}
 	if (pp ? p->pp_teardown != NULL : p->teardown != NULL)
 		(pp ? p->pp_teardown : p->teardown)(ctx);

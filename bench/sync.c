@@ -175,13 +175,6 @@ void sync_ready(struct sync_worker *w)
 		syscall(SYS_futex, (uint32_t *)&sh->go, FUTEX_WAIT, 0, NULL, NULL, 0);
 }
 
-static void sleep_ns(int64_t ns)
-{
-	struct timespec ts = { .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 #define SYNC_WATCHDOG_NS (5 * 1000000000LL)
 
 /* A C system: c->nproc fresh worker processes. */
@@ -225,66 +218,17 @@ static int run_procs(const struct sync_peer *p, const struct sync_case *c, struc
 		pids[npids++] = pid;
 	}
 	bool failed = npids != n;
-	int64_t limit = bench_now() + 10 * 1000000000LL;
-	while (!failed && atomic_load(&sh->arrived) < (uint32_t)n) {
-		for (int i = 0; i < npids; i++) {
-			int st;
-			if (pids[i] > 0 && waitpid(pids[i], &st, WNOHANG) == pids[i]) {
-				pids[i] = -1;
-				failed = true;
-			}
-		}
-		if (bench_now() > limit) {
-			failed = true;
-			snprintf(out->note, sizeof(out->note), "workers never reached the barrier");
-		}
-		sleep_ns(100000);
-	}
-	int64_t t0 = bench_now();
-	sh->t0 = t0;
-	atomic_store(&sh->go, 1);
-	syscall(SYS_futex, (uint32_t *)&sh->go, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-	if (failed)
-		atomic_store(&sh->stop, 1);
-	int64_t stop_at = t0 + (int64_t)(c->secs * 1e9);
-	while (!atomic_load(&sh->stop)) {
-		int64_t now = bench_now();
-		if (now >= stop_at)
-			break;
-		sleep_ns(stop_at - now < 5000000 ? stop_at - now : 5000000);
-	}
-	atomic_store(&sh->stop, 1);
+	struct bench_window win = { &sh->arrived, &sh->go, &sh->stop, &sh->t0, (uint32_t)n,
+				    10 * 1000000000LL, c->secs };
+	failed = bench_window(&win, pids, npids, failed, out->note, sizeof(out->note));
+	int64_t t0 = sh->t0;
 
 	/* Reap, with a watchdog: a system that hangs is reported, not waited on. */
-	int64_t deadline = bench_now() + SYNC_WATCHDOG_NS;
-	int alive = 0;
-	for (int i = 0; i < npids; i++)
-		alive += pids[i] > 0;
-	while (alive > 0) {
-		for (int i = 0; i < npids; i++) {
-			int st;
-			if (pids[i] > 0 && waitpid(pids[i], &st, WNOHANG) == pids[i]) {
-				if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-					failed = true;
-				pids[i] = -1;
-				alive--;
-			}
-		}
-		if (alive && bench_now() > deadline) {
-			for (int i = 0; i < npids; i++)
-				if (pids[i] > 0) {
-					kill(pids[i], SIGKILL);
-					waitpid(pids[i], NULL, 0);
-					pids[i] = -1;
-				}
-			alive = 0;
-			failed = true;
-			snprintf(out->note, sizeof(out->note), "hung: killed after %lld s",
-				 SYNC_WATCHDOG_NS / 1000000000LL);
-		}
-		if (alive)
-			sleep_ns(200000);
-	}
+	bool hung;
+	failed |= bench_reap(pids, npids, SYNC_WATCHDOG_NS, &hung);
+	if (hung)
+		snprintf(out->note, sizeof(out->note), "hung: killed after %lld s",
+			 SYNC_WATCHDOG_NS / 1000000000LL);
 	if (p->teardown)
 		p->teardown(ctx);
 
