@@ -10,6 +10,8 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <spawn.h>
+#include <string.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -307,4 +309,26 @@ bool bench_reap(pid_t *pids, int npids, int64_t watchdog_ns, bool *hung)
 			sleep_ns(200000);
 	}
 	return failed;
+}
+
+int bench_spawn_reader(const char *prog, char *const argv[], pid_t *pid, char *note,
+		       size_t note_len)
+{
+	int fd[2];
+	if (pipe(fd) < 0)
+		return -errno;
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, fd[1], 1);
+	posix_spawn_file_actions_addclose(&fa, fd[0]);
+	fflush(NULL);
+	int rc = posix_spawnp(pid, prog, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(fd[1]);
+	if (rc != 0) {
+		close(fd[0]);
+		snprintf(note, note_len, "%s: %s", prog, strerror(rc));
+		return -rc;
+	}
+	return fd[0];
 }

@@ -69,6 +69,10 @@ bool bench_window(struct bench_window *w, pid_t *pids, int npids, bool failed, c
 /* Reap every worker (pids[i] > 0), killing them all once watchdog_ns has
  * passed (*hung). Returns true if any failed (exit status, signal, hang). */
 bool bench_reap(pid_t *pids, int npids, int64_t watchdog_ns, bool *hung);
+/* Start prog (searched in PATH) with argv, its stdout a pipe. Returns the
+ * pipe's read end and *pid, or -errno (note says why). */
+int bench_spawn_reader(const char *prog, char *const argv[], pid_t *pid, char *note,
+		       size_t note_len);
 
 static inline void bench_pause(void)
 {

@@ -77,30 +77,17 @@ static int run_py(const char *kind, const struct bench_case *c, struct bench_run
 	char *argv[] = { "python3", (char *)bench_mp_script, "--kind", (char *)kind,
 			 "--case", (char *)case_arg(c->kind), "-p", np, "-c", nc,
 			 "-s", size, "-t", secs, "-n", maxm, NULL };
-	int fd[2];
-	if (pipe(fd) < 0)
-		return -errno;
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, fd[1], 1);
-	posix_spawn_file_actions_addclose(&fa, fd[0]);
 	pid_t pid;
-	fflush(NULL);
-	int rc = posix_spawnp(&pid, "python3", &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	close(fd[1]);
-	if (rc != 0) {
-		close(fd[0]);
-		snprintf(note, note_len, "python3: %s", strerror(rc));
-		return -rc;
-	}
+	int out_fd = bench_spawn_reader("python3", argv, &pid, note, note_len);
+	if (out_fd < 0)
+		return out_fd;
 	static char out[1 << 16];
 	size_t len = 0;
 	ssize_t r;
-	while (len < sizeof(out) - 1 && (r = read(fd[0], out + len, sizeof(out) - 1 - len)) > 0)
+	while (len < sizeof(out) - 1 && (r = read(out_fd, out + len, sizeof(out) - 1 - len)) > 0)
 		len += (size_t)r;
 	out[len] = 0;
-	close(fd[0]);
+	close(out_fd);
 	int st;
 	waitpid(pid, &st, 0);
 	char *line = strstr(out, "{\"");

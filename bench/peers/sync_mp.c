@@ -43,30 +43,17 @@ static int mp_run(const struct sync_case *c, struct sync_run *res)
 	snprintf(parent, sizeof(parent), "%d", (int)getpid());
 	char *argv[] = { (char *)py, (char *)bench_mp_sync_script, "--case", (char *)case_arg(c->kind),
 			 "-n", np, "-t", secs, "--gap-ns", gap, "--parent", parent, NULL };
-	int fd[2];
-	if (pipe(fd) < 0)
-		return -errno;
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, fd[1], 1);
-	posix_spawn_file_actions_addclose(&fa, fd[0]);
 	pid_t pid;
-	fflush(NULL);
-	int rc = posix_spawnp(&pid, py, &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	close(fd[1]);
-	if (rc != 0) {
-		close(fd[0]);
-		snprintf(note, note_len, "%s: %s", py, strerror(rc));
-		return -rc;
-	}
+	int out_fd = bench_spawn_reader(py, argv, &pid, note, note_len);
+	if (out_fd < 0)
+		return out_fd;
 	static char out[1 << 16];
 	size_t len = 0;
 	int64_t deadline = bench_now() + (int64_t)((c->secs + 30) * 1e9);
 	bool killed = false;
 	for (;;) {
 		int64_t left = deadline - bench_now();
-		struct pollfd pfd = { .fd = fd[0], .events = POLLIN };
+		struct pollfd pfd = { .fd = out_fd, .events = POLLIN };
 		int pr = left > 0 ? poll(&pfd, 1, (int)(left / 1000000) + 1) : 0;
 		if (pr < 0 && errno == EINTR)
 			continue;
@@ -75,7 +62,7 @@ static int mp_run(const struct sync_case *c, struct sync_run *res)
 			killed = true;
 			break;
 		}
-		ssize_t r = read(fd[0], out + len, sizeof(out) - 1 - len);
+		ssize_t r = read(out_fd, out + len, sizeof(out) - 1 - len);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
@@ -85,7 +72,7 @@ static int mp_run(const struct sync_case *c, struct sync_run *res)
 			break;
 	}
 	out[len] = 0;
-	close(fd[0]);
+	close(out_fd);
 	int st;
 	waitpid(pid, &st, 0);
 	char *line = strstr(out, "{\"");
