@@ -3,13 +3,15 @@
 #define SHMQ_QUEUE_H
 
 #include "shmq.h"
+#include "wait.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
 
 /* How often a waiter checks that the processes it waits for are alive; also
- * the longest a parked waiter sleeps between such checks. */
-#define CHECK_NS (50 * 1000 * 1000)
+ * the longest a parked waiter sleeps between such checks (the wait layer's,
+ * shared with heaps and locks). */
+#define CHECK_NS WAIT_CHECK_NS
 
 /* Of SHMQ_POLLIN/SHMQ_POLLOUT in events, which hold now: IN, a get would not
  * block (a message, or end of data); OUT, a put of a one-cell message would
