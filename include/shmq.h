@@ -398,8 +398,10 @@ int shmq_conn_eventfd(shmq_conn *c);
 #endif
 
 /* Shared state: heaps of named objects (shmq/heap.h), locks, semaphores,
- * conditions, events, barriers and shared arrays (shmq/sync.h). */
+ * conditions, events, barriers and shared arrays (shmq/sync.h), dicts and
+ * lists (shmq/dict.h). */
 #include "shmq/heap.h"
 #include "shmq/sync.h"
+#include "shmq/dict.h"
 
 #endif

@@ -30,10 +30,10 @@ struct held {
 };
 
 struct shmq_heap {
+	struct heap_map map; /* first: heap_at() inlines its fast path */
 	struct heap_hdr *hdr;
 	struct heap_geom geom; /* validated private copy */
 	struct part_table pt;
-	_Atomic uint64_t known_size; /* file bytes known to exist */
 	int fd;
 	uint32_t token;
 	dev_t dev;
@@ -71,7 +71,8 @@ static int heap_geometry(uint64_t max_size, struct heap_geom *g)
 	g->nparts = SHMQ_MAX_PARTICIPANTS;
 	g->max_size = round_up(max_size, 4096);
 	g->parts_off = round_up(sizeof(struct heap_hdr), 4096);
-	g->arena_off = round_up(g->parts_off + (uint64_t)g->nparts * sizeof(struct seg_part), 4096);
+	g->pins_off = round_up(g->parts_off + (uint64_t)g->nparts * sizeof(struct seg_part), 4096);
+	g->arena_off = round_up(g->pins_off + (uint64_t)g->nparts * sizeof(struct heap_pin), 4096);
 	return 0;
 }
 
@@ -88,19 +89,15 @@ static bool geom_valid(const struct heap_geom *g, uint64_t checksum, uint64_t fi
 
 /* ------------------------------------------------------- memory access ---- */
 
-void *heap_at(shmq_heap *h, uint64_t off, uint64_t len)
+void *heap_at_grown(shmq_heap *h, uint64_t off, uint64_t len)
 {
-	if (off > h->geom.max_size || len > h->geom.max_size - off)
+	uint64_t end = off + len; /* heap_at checked it against max_size */
+	struct stat st;
+	if (fstat(h->fd, &st) < 0 || (uint64_t)st.st_size < end)
 		return NULL;
-	uint64_t end = off + len;
-	if (end > atomic_load_explicit(&h->known_size, memory_order_relaxed)) {
-		struct stat st;
-		if (fstat(h->fd, &st) < 0 || (uint64_t)st.st_size < end)
-			return NULL;
-		uint64_t size = (uint64_t)st.st_size;
-		atomic_store_explicit(&h->known_size, size < h->geom.max_size ? size : h->geom.max_size,
-				      memory_order_relaxed);
-	}
+	uint64_t size = (uint64_t)st.st_size;
+	atomic_store_explicit(&h->map.known_size, size < h->geom.max_size ? size : h->geom.max_size,
+			      memory_order_relaxed);
 	return (char *)h->hdr + off;
 }
 
@@ -113,7 +110,7 @@ uint64_t heap_off(shmq_heap *h, const void *p)
  * processes growing at once never shrink it under each other. */
 static int heap_grow(shmq_heap *h, uint64_t end)
 {
-	if (end <= atomic_load_explicit(&h->known_size, memory_order_relaxed))
+	if (end <= atomic_load_explicit(&h->map.known_size, memory_order_relaxed))
 		return 0;
 	struct stat st;
 	if (fstat(h->fd, &st) < 0)
@@ -128,7 +125,7 @@ static int heap_grow(shmq_heap *h, uint64_t end)
 			return errno == EFBIG || errno == ENOSPC ? -ENOSPC : -errno;
 		cur = want;
 	}
-	atomic_store_explicit(&h->known_size, cur, memory_order_relaxed);
+	atomic_store_explicit(&h->map.known_size, cur, memory_order_relaxed);
 	return 0;
 }
 
@@ -251,6 +248,14 @@ void heap_free(shmq_heap *h, uint64_t off)
 							memory_order_relaxed));
 }
 
+_Atomic uint64_t *heap_block_link(shmq_heap *h, uint64_t off)
+{
+	if (off < h->geom.arena_off + sizeof(struct heap_block) || off % HEAP_GRAIN)
+		return NULL;
+	struct heap_block *b = heap_at(h, off - sizeof(struct heap_block), sizeof(*b));
+	return b ? &b->next : NULL;
+}
+
 /* ---------------------------------------------------------- directory ---- */
 
 static bool name_valid(const char *name)
@@ -280,11 +285,16 @@ static struct heap_obj *obj_at(shmq_heap *h, uint64_t off)
 	return o;
 }
 
+uint64_t heap_bound(shmq_heap *h, uint64_t unit)
+{
+	/* Blocks lie inside the file: it holds at most this many. */
+	return atomic_load_explicit(&h->map.known_size, memory_order_relaxed) / unit + 1;
+}
+
 /* Most objects a chain can hold: a longer walk is a cycle (a hostile heap). */
 static uint64_t chain_bound(shmq_heap *h)
 {
-	/* Objects lie inside the file: it holds at most this many. */
-	return atomic_load_explicit(&h->known_size, memory_order_relaxed) / sizeof(struct heap_obj) + 1;
+	return heap_bound(h, sizeof(struct heap_obj));
 }
 
 /* Find a live (not removed) object by name. Returns its offset, 0 if there
@@ -403,6 +413,8 @@ static void obj_link(shmq_heap *h, uint64_t off, struct heap_obj *o)
 	intent_end(h);
 }
 
+static const struct heap_kind_ops *kind_ops[HEAP_KIND_MAX];
+
 /* Unlink an unused object and free its block; then its target, if that was
  * the last link keeping it. The block is freed after the intent ends: a death
  * in between leaks it rather than freeing it twice. Returns false if the
@@ -422,14 +434,14 @@ static bool obj_free(shmq_heap *h, uint64_t off, struct heap_obj *o)
 		 * rather than freed while still reachable. */
 		if (!unlinked)
 			return !first;
+		if (kind_ops[o->kind] && kind_ops[o->kind]->destroy)
+			kind_ops[o->kind]->destroy(h, o);
 		heap_free(h, o->block);
 		o = t && obj_unused(t) ? t : NULL;
 		off = toff;
 	}
 	return true;
 }
-
-static const struct heap_kind_ops *kind_ops[HEAP_KIND_MAX];
 
 void heap_kind_register(uint32_t kind, const struct heap_kind_ops *ops)
 {
@@ -448,6 +460,9 @@ static bool holder_has(struct heap_obj *o, uint32_t slot)
 static void scrub(shmq_heap *h, uint32_t slot, uint32_t tag)
 {
 	intent_begin(h, INTENT_SCRUB, 0, 0, 0, slot, tag);
+	/* A departed owner reads nothing any more (and a new one has not
+	 * started): its pin must not hold reclamation back. */
+	atomic_store(&heap_pin_at(h, slot)->word, 0);
 	/* One budget for the whole walk: the directory holds at most
 	 * chain_bound objects, however a hostile heap links them. */
 	uint64_t budget = 2 * chain_bound(h) + HEAP_BUCKETS;
@@ -770,6 +785,21 @@ static void heap_reaped(struct part_table *t, uint32_t slot, uint32_t gen)
 
 static const struct part_hooks heap_hooks = { .changed = NULL, .reaped = heap_reaped };
 
+struct heap_hdr *heap_header(shmq_heap *h)
+{
+	return h->hdr;
+}
+
+struct heap_pin *heap_pin_at(shmq_heap *h, uint32_t slot)
+{
+	return (struct heap_pin *)((char *)h->hdr + h->geom.pins_off) + slot;
+}
+
+int heap_slot(shmq_heap *h)
+{
+	return h->slot;
+}
+
 struct part_table *heap_parts(shmq_heap *h)
 {
 	return &h->pt;
@@ -884,10 +914,12 @@ static int heap_attach(shmq_heap *h, int fd, const struct heap_geom *g)
 		return -errno;
 	h->hdr = p;
 	h->geom = *g;
+	h->map.base = p;
+	h->map.max_size = g->max_size;
 	h->fd = fd;
 	h->dev = st.st_dev;
 	h->ino = st.st_ino;
-	atomic_init(&h->known_size, 0);
+	atomic_init(&h->map.known_size, 0);
 	/* Re-check what we mapped: a peer may rewrite the header between our
 	 * first look and the mapping; and never touch past the file's end. */
 	if (!heap_at(h, 0, g->arena_off) || memcmp(&h->hdr->geom, g, sizeof(*g)) ||
@@ -1116,7 +1148,7 @@ static int64_t walk_free(shmq_heap *h, unsigned c, void (*fn)(void *, uint64_t, 
 {
 	uint64_t off = (atomic_load(&h->hdr->free[c].head) & OFF_MASK) * HEAP_GRAIN;
 	uint64_t size = class_size(c);
-	uint64_t bound = atomic_load_explicit(&h->known_size, memory_order_relaxed) / size + 1;
+	uint64_t bound = atomic_load_explicit(&h->map.known_size, memory_order_relaxed) / size + 1;
 	int64_t n = 0;
 	for (; off; n++) {
 		struct heap_block *b = block_at(h, off, c);

@@ -34,7 +34,7 @@
 #include <stdint.h>
 
 #define HEAP_MAGIC 0x5041454851484d53ull /* "SHMQHEAP" little-endian */
-#define HEAP_VERSION 1u
+#define HEAP_VERSION 2u
 #define HEAP_LINE 128u
 #define HEAP_BUCKETS 1024u
 #define HEAP_CLASSES 143u
@@ -46,6 +46,7 @@ struct heap_geom { /* immutable after creation, checksummed */
 	uint32_t nparts;
 	uint64_t max_size;  /* address space reserved, bytes */
 	uint64_t parts_off; /* participant table */
+	uint64_t pins_off;  /* epoch pins, one line per participant slot */
 	uint64_t arena_off; /* first block */
 };
 
@@ -83,6 +84,13 @@ struct heap_hdr {
 	/* Sequence for anonymous object names: fetch_add by creators. */
 	_Atomic uint64_t anon_seq;
 
+	/* Reclamation epoch (epoch.c): CAS from e to e + 1 by any process
+	 * that found every live pin at e. Read by everyone. */
+	alignas(HEAP_LINE) _Atomic uint64_t reclaim_epoch;
+	/* Participant slots that ever pinned lie below this: fetch-max by a
+	 * slot's owner before its first pin; bounds the advancers' scan. */
+	_Atomic uint32_t pins_used;
+
 	/* The directory: mutex, intent record, hash chains of objects
 	 * (offsets; written under the mutex). */
 	alignas(HEAP_LINE) struct mutex lock;
@@ -93,6 +101,15 @@ struct heap_hdr {
 	alignas(HEAP_LINE) char end[];
 };
 
+/* A participant slot's epoch pin (epoch.c): the epoch its owner's readers
+ * entered at (bits 16..63) and how many of its threads are inside (0..15).
+ * CAS by the owner; zeroed by whoever scrubs the slot after its owner left.
+ * A line each: every dict read writes its own pin twice. */
+struct heap_pin {
+	_Atomic uint64_t word;
+	char pad[56];
+};
+
 /* Every block starts with this; the payload follows, HEAP_GRAIN aligned. */
 enum { BLOCK_USED = 0x55534544u, BLOCK_FREE = 0x46524545u };
 struct heap_block {
@@ -100,7 +117,8 @@ struct heap_block {
 				   allocates or frees it, before it leaves
 				   or joins its list */
 	uint32_t cls;           /* size class, set when carved */
-	_Atomic uint64_t next;  /* on a free list: the next block's offset */
+	_Atomic uint64_t next;  /* on a free list: the next block's offset;
+				   while allocated: the owner's (heap_block_link) */
 };
 
 /* Object kinds (heap_obj.kind). */
@@ -161,6 +179,10 @@ struct heap_kind_ops {
 	 * then anything held by a tag that is gone is given back). Called under
 	 * the heap mutex. */
 	void (*departed)(shmq_heap *h, struct heap_obj *o, uint32_t slot, uint32_t tag);
+	/* o is being freed (nobody holds it any more): free the blocks its
+	 * payload owns. Under the heap mutex; must be resumable (a death
+	 * mid-way leaves the rest to leak, never to be freed twice). */
+	void (*destroy)(shmq_heap *h, struct heap_obj *o);
 };
 void heap_kind_register(uint32_t kind, const struct heap_kind_ops *ops);
 
@@ -176,15 +198,48 @@ int heap_obj_open(shmq_heap *h, const char *name, uint32_t kind, struct heap_ref
 int heap_obj_open_at(shmq_heap *h, uint64_t off, uint32_t kind, struct heap_ref *out);
 void heap_obj_close(struct heap_ref *r);
 
+/* The first member of every struct shmq_heap: what heap_at() needs, so that
+ * its fast path inlines into the object layers' read paths. base and
+ * max_size are set once at attach; known_size only grows (relaxed: a stale
+ * value only sends heap_at to fstat). */
+struct heap_map {
+	char *base;
+	uint64_t max_size;
+	_Atomic uint64_t known_size; /* file bytes known to exist */
+};
+/* heap_at() beyond known_size: fstat the file, then check. */
+void *heap_at_grown(shmq_heap *h, uint64_t off, uint64_t len);
 /* A pointer to len bytes at offset off, or NULL if they are not inside the
  * heap's file (checked against max_size, then the real file size). */
-void *heap_at(shmq_heap *h, uint64_t off, uint64_t len);
+static inline void *heap_at(shmq_heap *h, uint64_t off, uint64_t len)
+{
+	struct heap_map *m = (struct heap_map *)h;
+	if (off > m->max_size || len > m->max_size - off)
+		return NULL;
+	if (off + len > atomic_load_explicit(&m->known_size, memory_order_relaxed))
+		return heap_at_grown(h, off, len);
+	return m->base + off;
+}
 /* The offset of p, a pointer into the heap. */
 uint64_t heap_off(shmq_heap *h, const void *p);
 /* Allocate size bytes (HEAP_GRAIN aligned) / free them. Returns 0 and *off;
  * -ENOSPC (nothing changed), -EPROTO (corrupted allocator state). */
 int heap_alloc(shmq_heap *h, size_t size, uint64_t *off);
 void heap_free(shmq_heap *h, uint64_t off);
+/* The block header's link word of the allocated block at off (as heap_alloc
+ * returned it), or NULL: unused by the heap while the block is allocated, it
+ * is the owner's to chain the block into lists of its own (the dict's retired
+ * entries) without a field in the payload. heap_free overwrites it. */
+_Atomic uint64_t *heap_block_link(shmq_heap *h, uint64_t off);
+
+/* Most blocks of at least unit bytes the heap's file holds now: a walk over
+ * more links than this is a cycle (a hostile heap). */
+uint64_t heap_bound(shmq_heap *h, uint64_t unit);
+/* The mapped header; for epoch.c: the pin of participant slot, the calling
+ * process's slot (-1 if the handle lost it, see fork). */
+struct heap_hdr *heap_header(shmq_heap *h);
+struct heap_pin *heap_pin_at(shmq_heap *h, uint32_t slot);
+int heap_slot(shmq_heap *h);
 
 /* The participant table and this handle's owner tag for lock words. */
 struct part_table *heap_parts(shmq_heap *h);

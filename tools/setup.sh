@@ -5,9 +5,10 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 packages=(
 	build-essential meson ninja-build pkg-config git   # build
+	libxxhash-dev                                        # the dict's hash
 	libcriterion-dev clang libclang-rt-14-dev           # tests, sanitizers, fuzzing
 	valgrind spin                                        # DRD, model checking
-	libck-dev liburcu-dev libzmq3-dev                    # benchmark peers
+	libck-dev liburcu-dev libzmq3-dev liblmdb-dev        # benchmark peers
 	libiceoryx-binding-c-dev iceoryx python3 gnuplot-nox
 )
 sudo=""
