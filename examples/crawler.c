@@ -12,9 +12,11 @@
  *	SIGKILLs itself while holding its next URL (got, not task_done).
  *
  * How it works: the frontier is an anonymous JoinableQueue of paths; the
- * visited-set (visited.h) is a lock-free hash set in shared memory. A worker
- * gets a path, fetches and parses the page, inserts each link into the
- * visited-set and puts the ones it inserted first, then calls task_done. It
+ * visited-set is a shmq_dict (shmq/dict.h) on an anonymous heap that the
+ * workers inherit by fork(): its keys are paths, its values each path's fetch
+ * count (an int64_t). A worker gets a path, fetches and parses the page,
+ * inserts each link into the dict and puts the ones it inserted first (the
+ * others get -EEXIST), then calls task_done. It
  * puts before it calls task_done, so the count of unfinished paths never
  * drops to zero while work remains: the coordinator's shmq_join returns
  * exactly when the crawl is complete. Exit status: 0 complete, 3 incomplete
@@ -23,7 +25,6 @@
 #include <shmq.h>
 
 #include "site.h"
-#include "visited.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -69,15 +70,17 @@ static bool parse_u32(const char *s, uint32_t *out)
 /* Counters shared by the workers (a MAP_SHARED page made before fork). */
 struct stats {
 	_Atomic uint64_t pages, bytes, links, external, broken, dropped, full, errors;
+	_Atomic uint32_t urls; /* paths in the visited-set, or reserved for one */
 	_Atomic int killed; /* --kill-after: one worker dies, once */
 };
 
 struct crawl {
 	shmq_queue *q;
-	struct visited *seen;
+	shmq_heap *heap; /* holds seen */
+	shmq_dict *seen; /* the visited-set: path -> fetch count (int64_t) */
 	struct stats *st;
 	int rootfd;
-	uint32_t kill_after;
+	uint32_t max_urls, kill_after;
 	char *page; /* the page being parsed, and its buffer */
 	size_t page_cap;
 };
@@ -116,6 +119,30 @@ static bool path_push(struct path *p, const char *s, size_t n)
 	return true;
 }
 
+/* Add path (len bytes) to the visited-set with a fetch count of 0, if the set
+ * has room for it: at most c->max_urls paths, so that the queue, sized for
+ * them, never fills. Returns 1 if this call added it, 0 if it was there
+ * already, -ENOSPC if the set is full, or another error of shmq_dict_insert.
+ * A slot is reserved before the insert and given back if the insert loses, so
+ * near the limit a racing duplicate may briefly make a new path look full. */
+static int visited_insert(struct crawl *c, const char *path, size_t len)
+{
+	int64_t fetches = 0;
+	ssize_t n = shmq_dict_get(c->seen, path, len, &fetches, sizeof(fetches));
+	if (n >= 0 || n == -EMSGSIZE)
+		return 0; /* the common case, lock-free */
+	if (n != -ENOENT)
+		return (int)n;
+	if (atomic_fetch_add(&c->st->urls, 1) >= c->max_urls) {
+		atomic_fetch_sub(&c->st->urls, 1);
+		return -ENOSPC;
+	}
+	int r = shmq_dict_insert(c->seen, path, len, &fetches, sizeof(fetches));
+	if (r < 0)
+		atomic_fetch_sub(&c->st->urls, 1);
+	return r == 0 ? 1 : r == -EEXIST ? 0 : r;
+}
+
 /* One href found on page `from`: resolve it and queue it if it is new. */
 static void on_href(struct crawl *c, const char *from, const char *h, size_t n)
 {
@@ -141,9 +168,14 @@ static void on_href(struct crawl *c, const char *from, const char *h, size_t n)
 		atomic_fetch_add_explicit(&c->st->dropped, 1, memory_order_relaxed);
 		return;
 	}
-	int r = visited_insert(c->seen, p.s, p.len);
+	int r = visited_insert(c, p.s, p.len);
 	if (r == -ENOSPC) {
 		atomic_fetch_add_explicit(&c->st->full, 1, memory_order_relaxed);
+		return;
+	}
+	if (r < 0) {
+		fprintf(stderr, "crawler: visited-set insert %s: %s\n", p.s, strerror(-r));
+		atomic_fetch_add_explicit(&c->st->errors, 1, memory_order_relaxed);
 		return;
 	}
 	/* The queue holds every URL the set can (see main): this never waits. */
@@ -241,7 +273,11 @@ static void fetch(struct crawl *c, const char *url, size_t len)
 		atomic_fetch_add_explicit(&c->st->broken, 1, memory_order_relaxed);
 		return;
 	}
-	visited_count_fetch(c->seen, url, len);
+	int err = shmq_dict_add(c->seen, url, len, 1, NULL); /* url is in the set */
+	if (err < 0) {
+		fprintf(stderr, "crawler: visited-set count %s: %s\n", url, strerror(-err));
+		atomic_fetch_add_explicit(&c->st->errors, 1, memory_order_relaxed);
+	}
 	atomic_fetch_add_explicit(&c->st->pages, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&c->st->bytes, n, memory_order_relaxed);
 	parse(c, url, c->page, c->page + n);
@@ -280,6 +316,8 @@ static void worker(struct crawl *c, pid_t parent)
 		}
 	}
 	shmq_queue_close(c->q);
+	shmq_dict_close(c->seen);
+	shmq_heap_close(c->heap);
 	_exit(0);
 }
 
@@ -296,12 +334,27 @@ static int count_html(const char *path, const struct stat *sb, int type, struct 
 	return 0;
 }
 
-static int write_visited(const char *path, uint32_t fetches, void *arg)
+/* Write every path of the visited-set to f, once per fetch. Returns 0, or -1
+ * with errno set. */
+static int write_visited(shmq_dict *seen, FILE *f)
 {
-	for (uint32_t i = 0; i < fetches; i++)
-		if (fprintf(arg, "%s\n", path) < 0)
+	char path[URL_MAX + 1];
+	int64_t fetches;
+	uint64_t cursor = 0;
+	for (;;) {
+		struct iovec k = { path, URL_MAX }, v = { &fetches, sizeof(fetches) };
+		int r = shmq_dict_next(seen, &cursor, &k, &v);
+		if (r == 0)
+			return 0;
+		if (r < 0 || v.iov_len != sizeof(fetches)) {
+			errno = r < 0 ? -r : EPROTO;
 			return -1;
-	return 0;
+		}
+		path[k.iov_len] = '\0';
+		for (int64_t i = 0; i < fetches; i++)
+			if (fprintf(f, "%s\n", path) < 0)
+				return -1;
+	}
 }
 
 static double now_s(void)
@@ -342,6 +395,7 @@ static int cmd_crawl(int argc, char **argv)
 	 * twice the pages is generous for a site; --max-urls overrides it. */
 	if (!max_urls)
 		max_urls = 2 * html_files + 1024;
+	c.max_urls = max_urls;
 
 	/* Every URL enters the queue at most once (the visited-set sees to
 	 * that), so a ring that holds max_urls longest URLs plus the stop
@@ -365,16 +419,32 @@ static int cmd_crawl(int argc, char **argv)
 		fprintf(stderr, "crawler: queue: %s\n", strerror(-r));
 		return 1;
 	}
-	c.seen = visited_create(max_urls, URL_MAX);
+	/* The visited-set's heap: anonymous, so the forked workers share it.
+	 * It reserves address space only and grows its file as paths come;
+	 * 1 KiB a path covers an entry, its replacements by the fetch count
+	 * waiting to be reclaimed, and the copies a table resize makes. */
+	struct shmq_heap_attr hattr;
+	shmq_heap_attr_init(&hattr);
+	hattr.max_size = (uint64_t)max_urls * 1024 + (64u << 20);
+	if (hattr.max_size < SHMQ_HEAP_DEFAULT_MAX)
+		hattr.max_size = SHMQ_HEAP_DEFAULT_MAX;
+	if ((r = shmq_heap_create(NULL, &hattr, &c.heap)) < 0 ||
+	    (r = shmq_dict_create(c.heap, "visited", &c.seen)) < 0) {
+		fprintf(stderr, "crawler: visited-set: %s\n", strerror(-r));
+		return 1;
+	}
 	c.st = mmap(NULL, sizeof(*c.st), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	pid_t *pids = calloc(workers, sizeof(*pids));
-	if (!c.seen || c.st == MAP_FAILED || !pids) {
+	if (c.st == MAP_FAILED || !pids) {
 		perror("crawler: shared memory");
 		return 1;
 	}
 	int rc = 0;
 	double t0 = now_s();
-	visited_insert(c.seen, "index.html", strlen("index.html"));
+	if ((r = visited_insert(&c, "index.html", strlen("index.html"))) < 0) {
+		fprintf(stderr, "crawler: visited-set insert: %s\n", strerror(-r));
+		return 1;
+	}
 	if ((r = shmq_put(c.q, "index.html", strlen("index.html"), -1)) < 0) {
 		fprintf(stderr, "crawler: put: %s\n", strerror(-r));
 		return 1;
@@ -450,13 +520,14 @@ static int cmd_crawl(int argc, char **argv)
 		rc = 1;
 	if (out) {
 		FILE *f = fopen(out, "w");
-		if (!f || visited_foreach(c.seen, write_visited, f) || fclose(f)) {
+		if (!f || write_visited(c.seen, f) || fclose(f)) {
 			perror(out);
 			rc = 1;
 		}
 	}
 	shmq_queue_close(c.q);
-	visited_destroy(c.seen);
+	shmq_dict_close(c.seen);
+	shmq_heap_close(c.heap);
 	munmap(c.st, sizeof(*c.st));
 	close(c.rootfd);
 	free(pids);

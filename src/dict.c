@@ -591,6 +591,12 @@ static int resize(shmq_dict *d, bool clear)
 		return 0;
 	}
 	err = table_new(d, nb, &noff);
+	if (err == -ENOSPC) { /* every lock held: free what the epoch allows */
+		for (unsigned i = 0; i < STRIPES; i++)
+			stripe_reclaim(d, &s->stripes[i], true);
+		tables_reclaim(d, 0);
+		err = table_new(d, nb, &noff);
+	}
 	if (!err) {
 		struct dict_resize *r = &s->resize;
 		r->old = atomic_load(&s->table);
@@ -715,6 +721,22 @@ static int pick_tie(const struct found *f)
 	return -ENOSPC; /* 255 keys of one 56-bit hash: a hostile caller */
 }
 
+/* Free every stripe's retired entries and the retired tables the epoch has
+ * passed (the heap is full). Returns 0 or the error of a lock. */
+static int reclaim_all(shmq_dict *d)
+{
+	for (unsigned i = 0; i < STRIPES; i++) {
+		int err = stripe_lock(d, i);
+		if (err)
+			return err;
+		stripe_reclaim(d, &d->s->stripes[i], true);
+		if (i == 0)
+			tables_reclaim(d, 0);
+		stripe_unlock(d, i);
+	}
+	return 0;
+}
+
 static int dict_write(shmq_dict *d, struct write *w)
 {
 	if (!d || (!w->k && w->klen) || (!w->v && w->vlen) || (!w->old && w->olen) ||
@@ -722,13 +744,18 @@ static int dict_write(shmq_dict *d, struct write *w)
 		return -EINVAL;
 	if (w->vlen >= SHMQ_HEAP_MAX_MAX)
 		return -ENOSPC; /* its length would not fit VLEN_BITS */
+	if (!w->klen)
+		w->k = ""; /* memcmp wants a pointer even for 0 bytes */
 	shmq_heap *h = d->h;
 	uint64_t hash = key_hash(w->k, w->klen), noff = 0;
 	bool stores = w->op != W_POP && w->op != W_DEL;
 	if (w->op == W_ADD)
 		w->vlen = sizeof(int64_t);
-	/* Build the new entry before taking the lock. */
+	/* Build the new entry before taking the lock; a full heap may be full
+	 * of retired entries: free what the epoch allows, then try again. */
 	int err = stores ? entry_new(d, w, &noff) : 0;
+	if (err == -ENOSPC && reclaim_all(d) == 0)
+		err = entry_new(d, w, &noff);
 	if (err)
 		return err;
 	struct dict_entry *ne = noff ? entry_at(h, noff) : NULL;
@@ -835,6 +862,8 @@ ssize_t shmq_dict_get(shmq_dict *d, const void *k, size_t klen, void *buf, size_
 {
 	if (!d || (!k && klen) || (!buf && cap))
 		return -EINVAL;
+	if (!klen)
+		k = ""; /* memcmp wants a pointer even for 0 bytes */
 	uint64_t hash = key_hash(k, klen);
 	struct heap_pin *pin = epoch_enter(d->h);
 	if (!pin)
