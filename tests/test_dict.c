@@ -11,7 +11,8 @@
  * insert race; readers that never see a torn value. Memory: fill/clear,
  * overwrite and delete loops in bounded memory (heap stat), idle and killed
  * readers do not block reuse; -ENOSPC keeps every old value; a writer killed
- * with SIGKILL while others go on.
+ * with SIGKILL while others go on. Threads: readers and writers in one
+ * process (what TSan can follow).
  * Only the parent (the Criterion test process) asserts; children report
  * through shared memory and exit status. */
 #include <criterion/criterion.h>
@@ -2183,4 +2184,112 @@ Test(dict_enospc, small_entries_until_full_table_growth_fails_cleanly, .timeout 
 	expect_filled(d, n2, 8);
 	shmq_dict_close(d);
 	shmq_heap_close(h);
+}
+
+/* ------------------------------------------------------------- threads -- */
+/* Readers and writers as threads of one process: what ThreadSanitizer can
+ * follow (it does not see across fork). Writers set self-checking values
+ * of random lengths, delete, add and sometimes clear; readers get and walk
+ * and check every value they see. A torn or freed value fails the check;
+ * under TSan a missing happens-before between a publish and a read, or
+ * between a reader and the reuse of what it read, fails the run. */
+struct thr_arg {
+	shmq_dict *d;
+	unsigned seed;
+	long seen;
+	bool bad;
+};
+
+static void thr_fill(unsigned char *v, uint32_t key, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		v[i] = (unsigned char)(key * 7 + len + i);
+}
+
+static bool thr_ok(const unsigned char *v, uint32_t key, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (v[i] != (unsigned char)(key * 7 + len + i))
+			return false;
+	return true;
+}
+
+static void *thr_writer(void *p)
+{
+	struct thr_arg *a = p;
+	unsigned char v[300];
+	enum { ROUNDS = T_SCALE > 1 ? 30000 : 150000 };
+	for (int i = 0; i < ROUNDS; i++) {
+		a->seed = a->seed * 1103515245u + 12345u;
+		uint32_t key = (a->seed >> 8) % 500, len = 8 + (a->seed >> 20) % 200;
+		unsigned op = (a->seed >> 4) % 16;
+		thr_fill(v, key, len);
+		if (op < 10) {
+			a->bad |= shmq_dict_set(a->d, &key, sizeof(key), v, len) != 0;
+		} else if (op < 15) {
+			int r = shmq_dict_del(a->d, &key, sizeof(key));
+			a->bad |= r != 0 && r != -ENOENT;
+		} else if ((a->seed >> 12) % 2000 == 0) {
+			a->bad |= shmq_dict_clear(a->d) != 0;
+		}
+	}
+	return NULL;
+}
+
+static void *thr_reader(void *p)
+{
+	struct thr_arg *a = p;
+	unsigned char v[300];
+	enum { ROUNDS = T_SCALE > 1 ? 50000 : 250000 };
+	for (int i = 0; i < ROUNDS && !a->bad; i++) {
+		a->seed = a->seed * 1103515245u + 12345u;
+		uint32_t key = (a->seed >> 8) % 500;
+		ssize_t n = shmq_dict_get(a->d, &key, sizeof(key), v, sizeof(v));
+		if (n >= 0) {
+			a->seen++;
+			a->bad |= !thr_ok(v, key, (size_t)n);
+		} else {
+			a->bad |= n != -ENOENT;
+		}
+		if (i % 25000 == 0) {
+			uint64_t cursor = 0;
+			uint32_t k;
+			struct iovec ki = { &k, sizeof(k) }, vi = { v, sizeof(v) };
+			int r;
+			while ((r = shmq_dict_next(a->d, &cursor, &ki, &vi)) == 1) {
+				a->bad |= ki.iov_len != sizeof(k) || !thr_ok(v, k, vi.iov_len);
+				ki.iov_len = sizeof(k);
+				vi.iov_len = sizeof(v);
+			}
+			a->bad |= r != 0;
+		}
+	}
+	return NULL;
+}
+
+Test(dict_threads, readers_and_writers_in_one_process, .timeout = T_TIMEOUT(120))
+{
+	shmq_heap *h;
+	shmq_dict *d;
+	cr_assert_eq(shmq_heap_create(NULL, NULL, &h), 0);
+	cr_assert_eq(shmq_dict_create(h, NULL, &d), 0);
+	struct thr_arg args[4];
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++) {
+		args[i] = (struct thr_arg){ .d = d, .seed = (unsigned)i + 1 };
+		cr_assert_eq(pthread_create(&t[i], NULL, i < 2 ? thr_writer : thr_reader, &args[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		cr_expect(!args[i].bad, "thread %d saw a wrong result or a torn value", i);
+	}
+	cr_expect_gt(args[2].seen + args[3].seen, 0, "readers found no key at all");
+	ssize_t len = shmq_dict_len(d);
+	uint64_t cursor = 0;
+	ssize_t walked = 0;
+	while (shmq_dict_next(d, &cursor, NULL, NULL) == 1)
+		walked++;
+	cr_expect_eq(len, walked, "len %zd, a walk found %zd", len, walked);
+	cr_assert_eq(shmq_dict_close(d), 0);
+	cr_assert_eq(shmq_heap_close(h), 0);
 }
