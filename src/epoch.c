@@ -3,42 +3,12 @@
 
 #include <stdatomic.h>
 
-#define PIN_READERS 0xffffull /* bits 0..15: threads inside; 16..63: epoch */
-#define PIN_SHIFT 16
-
-struct heap_pin *epoch_enter(shmq_heap *h)
+void epoch_first_pin(shmq_heap *h, uint32_t slot)
 {
-	int slot = heap_slot(h);
-	if (slot < 0)
-		return NULL;
 	_Atomic uint32_t *used = &heap_header(h)->pins_used;
-	if ((uint32_t)slot >= atomic_load_explicit(used, memory_order_relaxed)) {
-		/* Before our first pin: advancers scan slots below pins_used. */
-		uint32_t u = atomic_load(used);
-		while (u <= (uint32_t)slot && !atomic_compare_exchange_weak(used, &u, (uint32_t)slot + 1))
-			;
-	}
-	struct heap_pin *pin = heap_pin_at(h, (uint32_t)slot);
-	uint64_t w = atomic_load_explicit(&pin->word, memory_order_relaxed), want;
-	do {
-		/* The first thread in takes the current epoch; others join the
-		 * pin as it is (an older epoch only holds reclamation back
-		 * longer). A stale read of the epoch is older, never newer. The
-		 * CAS is a full barrier: links are read after the pin is seen. */
-		if (w & PIN_READERS)
-			want = w + 1;
-		else
-			want = atomic_load_explicit(&heap_header(h)->reclaim_epoch, memory_order_relaxed) << PIN_SHIFT | 1;
-	} while (!atomic_compare_exchange_weak_explicit(&pin->word, &w, want, memory_order_seq_cst,
-							memory_order_relaxed));
-	return pin;
-}
-
-void epoch_leave(struct heap_pin *pin)
-{
-	/* Release: our reads are done before the pin may be seen gone. Once
-	 * the count is 0 the epoch bits are meaningless. */
-	atomic_fetch_sub_explicit(&pin->word, 1, memory_order_release);
+	uint32_t u = atomic_load(used);
+	while (u <= slot && !atomic_compare_exchange_weak(used, &u, slot + 1))
+		;
 }
 
 uint64_t epoch_stamp(shmq_heap *h)

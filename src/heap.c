@@ -38,7 +38,6 @@ struct shmq_heap {
 	uint32_t token;
 	dev_t dev;
 	ino_t ino;
-	int slot;       /* our participant slot, -1 if lost (see fork_child) */
 	int child_slot; /* claimed in fork_prepare for the child */
 	uint32_t owner; /* our wide tag, for lock words */
 	/* Objects this handle holds open: offset -> handle count. */
@@ -508,7 +507,7 @@ static void replay(shmq_heap *h)
 
 static int heap_lock(shmq_heap *h)
 {
-	if (h->slot < 0)
+	if (h->map.slot < 0)
 		return -EBADF;
 	int r = mutex_lock(&h->hdr->lock, &h->pt, h->owner, -1);
 	if (r == -EOWNERDEAD) {
@@ -629,7 +628,7 @@ static int take_handle(shmq_heap *h, uint64_t off, struct heap_obj *o)
 {
 	int first = held_add(h, off);
 	if (first > 0)
-		holder_set(o, h->slot);
+		holder_set(o, h->map.slot);
 	return first < 0 ? first : 0;
 }
 
@@ -740,7 +739,7 @@ void heap_obj_close(struct heap_ref *r)
 		return;
 	struct heap_obj *o = obj_at(h, r->off);
 	if (o) {
-		holder_clear(o, h->slot);
+		holder_clear(o, h->map.slot);
 		if (obj_unused(o))
 			obj_free(h, r->off, o);
 	}
@@ -785,21 +784,6 @@ static void heap_reaped(struct part_table *t, uint32_t slot, uint32_t gen)
 
 static const struct part_hooks heap_hooks = { .changed = NULL, .reaped = heap_reaped };
 
-struct heap_hdr *heap_header(shmq_heap *h)
-{
-	return h->hdr;
-}
-
-struct heap_pin *heap_pin_at(shmq_heap *h, uint32_t slot)
-{
-	return (struct heap_pin *)((char *)h->hdr + h->geom.pins_off) + slot;
-}
-
-int heap_slot(shmq_heap *h)
-{
-	return h->slot;
-}
-
 struct part_table *heap_parts(shmq_heap *h)
 {
 	return &h->pt;
@@ -828,7 +812,7 @@ static void fork_prepare(void)
 {
 	pthread_mutex_lock(&heaps_lock);
 	for (shmq_heap *h = heaps; h; h = h->next) {
-		h->child_slot = h->slot < 0 ? -1 : part_claim(&h->pt, 0, true);
+		h->child_slot = h->map.slot < 0 ? -1 : part_claim(&h->pt, 0, true);
 		if (h->child_slot < 0 || heap_lock(h) < 0)
 			continue;
 		scrub(h, (uint32_t)h->child_slot, 0);
@@ -856,10 +840,10 @@ static void fork_child(void)
 {
 	for (shmq_heap *h = heaps; h; h = h->next) {
 		if (h->child_slot >= 0 && part_adopt(&h->pt, h->child_slot)) {
-			h->slot = h->child_slot;
-			h->owner = part_wide_tag(&h->pt, h->slot);
+			h->map.slot = h->child_slot;
+			h->owner = part_wide_tag(&h->pt, h->map.slot);
 		} else {
-			h->slot = -1; /* reaped before we ran: our handles are void */
+			h->map.slot = -1; /* reaped before we ran: our handles are void */
 		}
 	}
 	pthread_mutex_unlock(&heaps_lock);
@@ -872,7 +856,7 @@ static void release_at_exit(void)
 {
 	pthread_mutex_lock(&heaps_lock);
 	for (shmq_heap *h = heaps; h; h = h->next) {
-		if (h->slot < 0)
+		if (h->map.slot < 0)
 			continue;
 		/* Free what only we held, unless the mutex is busy: then the
 		 * slot's next claimant scrubs it. */
@@ -880,11 +864,11 @@ static void release_at_exit(void)
 		if (r == 0 || r == -EOWNERDEAD) {
 			if (r == -EOWNERDEAD)
 				replay(h);
-			scrub(h, (uint32_t)h->slot, h->owner);
+			scrub(h, (uint32_t)h->map.slot, h->owner);
 			heap_unlock(h);
 		}
-		part_release(&h->pt, h->slot);
-		h->slot = -1;
+		part_release(&h->pt, h->map.slot);
+		h->map.slot = -1;
 	}
 	pthread_mutex_unlock(&heaps_lock);
 }
@@ -916,6 +900,7 @@ static int heap_attach(shmq_heap *h, int fd, const struct heap_geom *g)
 	h->geom = *g;
 	h->map.base = p;
 	h->map.max_size = g->max_size;
+	h->map.pins = (struct heap_pin *)((char *)p + g->pins_off);
 	h->fd = fd;
 	h->dev = st.st_dev;
 	h->ino = st.st_ino;
@@ -947,20 +932,20 @@ static int heap_attach(shmq_heap *h, int fd, const struct heap_geom *g)
 	};
 	pthread_once(&hooks_once, register_process_hooks);
 	pthread_mutex_lock(&heaps_lock);
-	h->slot = part_claim(&h->pt, 0, false);
-	if (h->slot < 0) {
+	h->map.slot = part_claim(&h->pt, 0, false);
+	if (h->map.slot < 0) {
 		pthread_mutex_unlock(&heaps_lock);
-		return h->slot;
+		return h->map.slot;
 	}
-	h->owner = part_wide_tag(&h->pt, h->slot);
+	h->owner = part_wide_tag(&h->pt, h->map.slot);
 	/* A dead previous owner of the slot may still hold objects. */
 	err = heap_lock(h);
 	if (err == 0) {
-		scrub(h, (uint32_t)h->slot, 0);
+		scrub(h, (uint32_t)h->map.slot, 0);
 		heap_unlock(h);
 	}
 	if (err) {
-		part_release(&h->pt, h->slot);
+		part_release(&h->pt, h->map.slot);
 		pthread_mutex_unlock(&heaps_lock);
 		return err;
 	}
@@ -977,7 +962,7 @@ static shmq_heap *heap_new(void)
 	shmq_heap *h = calloc(1, sizeof(*h));
 	if (h) {
 		h->fd = -1;
-		h->slot = -1;
+		h->map.slot = -1;
 		pthread_mutex_init(&h->held_lock, NULL);
 	}
 	return h;
@@ -1127,12 +1112,12 @@ int shmq_heap_close(shmq_heap *h)
 	if (h->next)
 		h->next->prev = h->prev;
 	pthread_mutex_unlock(&heaps_lock);
-	if (h->slot >= 0) {
+	if (h->map.slot >= 0) {
 		if (heap_lock(h) == 0) {
-			scrub(h, (uint32_t)h->slot, h->owner);
+			scrub(h, (uint32_t)h->map.slot, h->owner);
 			heap_unlock(h);
 		}
-		part_release(&h->pt, h->slot);
+		part_release(&h->pt, h->map.slot);
 	}
 	heap_dispose(h);
 	return 0;

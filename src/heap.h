@@ -203,9 +203,12 @@ void heap_obj_close(struct heap_ref *r);
  * max_size are set once at attach; known_size only grows (relaxed: a stale
  * value only sends heap_at to fstat). */
 struct heap_map {
-	char *base;
+	char *base;                  /* the mapping: struct heap_hdr */
 	uint64_t max_size;
 	_Atomic uint64_t known_size; /* file bytes known to exist */
+	struct heap_pin *pins;       /* the epoch pins, one per slot */
+	int slot;                    /* our participant slot, -1 if lost
+					(see fork_child in heap.c) */
 };
 /* heap_at() beyond known_size: fstat the file, then check. */
 void *heap_at_grown(shmq_heap *h, uint64_t off, uint64_t len);
@@ -235,11 +238,6 @@ _Atomic uint64_t *heap_block_link(shmq_heap *h, uint64_t off);
 /* Most blocks of at least unit bytes the heap's file holds now: a walk over
  * more links than this is a cycle (a hostile heap). */
 uint64_t heap_bound(shmq_heap *h, uint64_t unit);
-/* The mapped header; for epoch.c: the pin of participant slot, the calling
- * process's slot (-1 if the handle lost it, see fork). */
-struct heap_hdr *heap_header(shmq_heap *h);
-struct heap_pin *heap_pin_at(shmq_heap *h, uint32_t slot);
-int heap_slot(shmq_heap *h);
 
 /* The participant table and this handle's owner tag for lock words. */
 struct part_table *heap_parts(shmq_heap *h);
@@ -253,5 +251,23 @@ void heap_sweep(shmq_heap *h);
  * or marked used while listed, a chain is cyclic, or an object overlaps free
  * memory. */
 int heap_check(shmq_heap *h);
+
+/* The mapped header; for epoch.c: the pin of participant slot, the calling
+ * process's slot (-1 if the handle lost it, see fork). Inline: every dict
+ * read pins. */
+static inline struct heap_hdr *heap_header(shmq_heap *h)
+{
+	return (struct heap_hdr *)((struct heap_map *)h)->base;
+}
+
+static inline struct heap_pin *heap_pin_at(shmq_heap *h, uint32_t slot)
+{
+	return ((struct heap_map *)h)->pins + slot;
+}
+
+static inline int heap_slot(shmq_heap *h)
+{
+	return ((struct heap_map *)h)->slot;
+}
 
 #endif

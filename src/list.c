@@ -20,6 +20,21 @@
 
 #include <errno.h>
 #include <stdlib.h>
+
+/* Every shared word below is read and written under the list's mutex, which
+ * orders them (relaxed accesses: plain moves). Only the intent's op is
+ * published with release and read with acquire, for a replay by a process
+ * that took the mutex from a dead holder without a release to pair with. */
+static uint64_t ld(_Atomic uint64_t *p)
+{
+	return atomic_load_explicit(p, memory_order_relaxed);
+}
+
+static void st(_Atomic uint64_t *p, uint64_t v)
+{
+	atomic_store_explicit(p, v, memory_order_relaxed);
+}
+
 #include <string.h>
 
 #define LIST_MAGIC 0x5453494c51484d53ull  /* "SHMQLIST" */
@@ -79,7 +94,7 @@ static struct list_array *array_at(shmq_heap *h, uint64_t off)
 	if (!a || a->magic != ARRAY_MAGIC || a->cap < MIN_CAP || a->cap > MAX_LEN + 1 ||
 	    (a->cap & (a->cap - 1)) || !heap_at(h, off, array_bytes(a->cap)))
 		return NULL;
-	uint64_t hl = atomic_load(&a->hl);
+	uint64_t hl = ld(&a->hl);
 	if (hl >> 32 >= a->cap || (hl & MAX_LEN) > a->cap)
 		return NULL;
 	return a;
@@ -114,11 +129,11 @@ static _Atomic uint64_t *slot(struct view *v, uint64_t i)
 
 static int view_of(shmq_list *l, struct view *v)
 {
-	v->off = atomic_load(&l->s->arr);
+	v->off = ld(&l->s->arr);
 	v->a = array_at(l->h, v->off);
 	if (!v->a)
 		return -EPROTO;
-	uint64_t hl = atomic_load(&v->a->hl);
+	uint64_t hl = ld(&v->a->hl);
 	v->head = hl >> 32;
 	v->len = hl & MAX_LEN;
 	v->mask = v->a->cap - 1;
@@ -134,10 +149,11 @@ static void free_items(shmq_heap *h, uint64_t off)
 	struct list_array *a = array_at(h, off);
 	if (!a)
 		return;
-	uint64_t hl = atomic_load(&a->hl), head = hl >> 32, len = hl & MAX_LEN;
+	uint64_t hl = ld(&a->hl), head = hl >> 32, len = hl & MAX_LEN;
 	for (uint64_t i = 0; i < len; i++) {
 		_Atomic uint64_t *s = &a->slots[(head + i) & (a->cap - 1)];
-		uint64_t item = atomic_exchange(s, 0);
+		uint64_t item = ld(s);
+		st(s, 0);
 		if (item)
 			heap_free(h, item);
 	}
@@ -150,11 +166,11 @@ static void intent_apply(shmq_list *l)
 	struct list_intent *in = &l->s->intent;
 	_Atomic uint64_t *w = in->word % 8 ? NULL : heap_at(h, in->word, sizeof(*w));
 	if (in->word && w)
-		atomic_store(w, in->val);
+		st(w, in->val);
 	struct list_array *a = array_at(h, in->arr);
 	if (a) {
-		atomic_store(&a->hl, in->hl);
-		atomic_store(&l->s->arr, in->arr);
+		st(&a->hl, in->hl);
+		st(&l->s->arr, in->arr);
 	}
 	/* Each free is forgotten before it is done: a death in between
 	 * leaks the block rather than freeing it twice. */
@@ -248,7 +264,8 @@ static int array_copy(shmq_list *l, struct view *v, uint64_t len_after, uint64_t
 			continue;
 		if (j == hole)
 			j++;
-		atomic_store_explicit(&na->slots[j++], atomic_load(slot(v, i)), memory_order_relaxed);
+		uint64_t item = ld(slot(v, i));
+		st(&na->slots[j++], item);
 	}
 	return 0;
 }
@@ -286,7 +303,7 @@ static int norm_index(int64_t index, uint64_t len, uint64_t *out)
 static ssize_t copy_value(shmq_list *l, struct view *v, uint64_t i, void *buf, size_t cap,
 			  uint64_t *item)
 {
-	*item = atomic_load(slot(v, i));
+	*item = ld(slot(v, i));
 	struct list_item *it = item_at(l->h, *item);
 	if (!it)
 		return -EPROTO;
@@ -385,7 +402,7 @@ int shmq_list_set(shmq_list *l, int64_t index, const void *val, size_t vlen)
 		uint64_t i;
 		if ((err = view_of(l, &v)) == 0 && (err = norm_index(index, v.len, &i)) == 0) {
 			_Atomic uint64_t *s = slot(&v, i);
-			commit(l, s, item, v.off, pack(v.head, v.len), atomic_load(s), 0, false);
+			commit(l, s, item, v.off, pack(v.head, v.len), ld(s), 0, false);
 		}
 		list_unlock(l);
 	}
@@ -435,7 +452,7 @@ static ssize_t list_remove(shmq_list *l, int64_t index, bool copy, void *buf, si
 		if (copy) {
 			r = copy_value(l, &v, i, buf, cap, &item);
 		} else {
-			item = atomic_load(slot(&v, i));
+			item = ld(slot(&v, i));
 		}
 		if (r >= 0) {
 			int e = remove_at(l, &v, i, item);
@@ -487,7 +504,7 @@ static void list_init(void *payload, void *arg)
 	struct list_shared *s = payload;
 	s->magic = LIST_MAGIC;
 	mutex_init(&s->lock, 0);
-	atomic_store(&s->arr, *(uint64_t *)arg);
+	st(&s->arr, *(uint64_t *)arg);
 }
 
 /* Free the values and the array (heap mutex held, nobody holds the list). */
@@ -499,7 +516,8 @@ static void list_destroy(shmq_heap *h, struct heap_obj *o)
 	shmq_list l = { .h = h, .s = s };
 	if (atomic_load(&s->intent.op) == OP_COMMIT)
 		intent_apply(&l);
-	uint64_t arr = atomic_exchange(&s->arr, 0);
+	uint64_t arr = ld(&s->arr);
+	st(&s->arr, 0);
 	if (arr) {
 		free_items(h, arr);
 		heap_free(h, arr);
