@@ -34,6 +34,7 @@
 #include "epoch.h"
 #include "heap.h"
 #include "mutex.h"
+#include "testhook.h"
 
 #include <errno.h>
 #include <stdalign.h>
@@ -49,9 +50,10 @@
 #define MAX_BUCKETS (1ull << 36)
 #define TIE_MASK 0xffull         /* the order's tie-breaker byte */
 #define TIE_MAX 254u             /* 255 never used: order + 1 never wraps */
-#define DICT_MAGIC 0x5443494451484d53ull  /* "SHMQDICT" */
-#define TABLE_MAGIC 0x4c42415451484d53ull /* "SHMQTABL" */
+#define DICT_MAGIC 0x5443494451484d53ull  /* "SMHQDICT" in memory */
+#define TABLE_MAGIC 0x4c42415451484d53ull /* "SMHQTABL" in memory */
 #define RECLAIM_BATCH 32u        /* limbo entries before a reclaim attempt */
+#define COUNT_MAX (1ll << 40)    /* more keys than any heap holds */
 #define VLEN_BITS 40             /* values up to SHMQ_HEAP_MAX_MAX bytes */
 #define KLEN_MAX ((1ull << (64 - VLEN_BITS)) - 1)
 #define TABLE_FREE_BUDGET 256u   /* entries of a dead table freed per write */
@@ -92,6 +94,7 @@ struct dict_intent {
 	uint64_t link;     /* offset of the word to change */
 	uint64_t old, new; /* its value before and after */
 	uint64_t retire;   /* entry unlinked by the change, or 0 */
+	uint64_t fresh;    /* entry built for the change (== new), or 0 */
 	uint64_t count;    /* offset of the stripe's count in the table */
 	int64_t count_after;
 };
@@ -107,7 +110,7 @@ struct dict_stripe {
 	uint64_t sealed;
 	uint64_t sealed_stamp;
 	uint64_t reclaim;
-	char pad[16];
+	char pad[8];
 };
 /* Two lines a stripe (the adjacent-line prefetcher pairs lines): writers of
  * different stripes never share one. */
@@ -133,6 +136,10 @@ struct dict_shared {
 	uint64_t table_limbo;
 	uint64_t table_reclaim;
 	_Atomic uint64_t grow_floor;
+	/* An empty table kept for clear, so that a full heap can be cleared:
+	 * taken by clear (the resize record names it first), made again
+	 * after (stripe 0). */
+	uint64_t spare;
 	alignas(HEAP_OBJ_ALIGN) struct dict_stripe stripes[STRIPES];
 };
 
@@ -263,12 +270,20 @@ static struct dict_table *current(shmq_dict *d)
 	return table_at(d->h, atomic_load_explicit(&d->s->table, memory_order_acquire));
 }
 
+/* A stripe's key count, clamped to what a heap can hold (hostile bytes must
+ * not overflow the sums and products made of it). */
+static int64_t stripe_count(struct dict_table *t, unsigned i)
+{
+	int64_t n = atomic_load_explicit(&t->counts[i].n, memory_order_relaxed);
+	return n < 0 ? 0 : n > COUNT_MAX ? COUNT_MAX : n;
+}
+
 static int64_t table_len(struct dict_table *t)
 {
 	int64_t n = 0;
 	for (unsigned i = 0; i < STRIPES; i++)
-		n += atomic_load_explicit(&t->counts[i].n, memory_order_relaxed);
-	return n < 0 ? 0 : n;
+		n += stripe_count(t, i);
+	return n;
 }
 
 /* ------------------------------------------------------------ reclaiming -- */
@@ -408,8 +423,10 @@ static void intent_apply(shmq_dict *d, struct dict_stripe *st)
 {
 	struct dict_intent *in = &st->intent;
 	_Atomic uint64_t *w = in->link % 8 ? NULL : heap_at(d->h, in->link, sizeof(*w));
+	TEST_HOOK(SHMQ_HOOK_DICT_INTENT);
 	if (w && atomic_load(w) == in->old)
 		atomic_store_explicit(w, in->new, memory_order_release);
+	TEST_HOOK(SHMQ_HOOK_DICT_PUBLISHED);
 	_Atomic int64_t *n = in->count % 8 ? NULL : heap_at(d->h, in->count, sizeof(*n));
 	if (n)
 		atomic_store_explicit(n, in->count_after, memory_order_relaxed);
@@ -418,15 +435,34 @@ static void intent_apply(shmq_dict *d, struct dict_stripe *st)
 	atomic_store_explicit(&in->op, OP_NONE, memory_order_release);
 }
 
+/* After a death: a change that no reader can have seen yet (its link still
+ * holds the old value) is undone, its fresh entry freed; one that readers
+ * may have seen is finished. Either way the dead writer's operation is as
+ * it looked to everyone at the moment it died. */
+static void intent_replay(shmq_dict *d, struct dict_stripe *st)
+{
+	struct dict_intent *in = &st->intent;
+	_Atomic uint64_t *w = in->link % 8 ? NULL : heap_at(d->h, in->link, sizeof(*w));
+	if (w && atomic_load(w) == in->old) {
+		uint64_t fresh = in->fresh;
+		atomic_store_explicit(&in->op, OP_NONE, memory_order_release);
+		if (fresh) /* forgotten first: a death here leaks it */
+			heap_free(d->h, fresh);
+		return;
+	}
+	intent_apply(d, st);
+}
+
 static void intent_begin(shmq_dict *d, struct dict_stripe *st, _Atomic uint64_t *link,
-			 uint64_t old, uint64_t new, uint64_t retire, _Atomic int64_t *count,
-			 int64_t count_after)
+			 uint64_t old, uint64_t new, uint64_t retire, bool fresh,
+			 _Atomic int64_t *count, int64_t count_after)
 {
 	struct dict_intent *in = &st->intent;
 	in->link = heap_off(d->h, (const void *)link);
 	in->old = old;
 	in->new = new;
 	in->retire = retire;
+	in->fresh = fresh ? new : 0;
 	in->count = heap_off(d->h, (const void *)count);
 	in->count_after = count_after;
 	atomic_store_explicit(&in->op, OP_LINK, memory_order_release);
@@ -448,9 +484,14 @@ static void resize_replay(shmq_dict *d)
 	if (atomic_load(&r->op) != RESIZE_BUILD)
 		return;
 	if (atomic_load(&d->s->table) != r->new) {
-		resize_discard(d);
+		if (r->new == d->s->spare) /* a clear that had not published */
+			atomic_store(&r->op, RESIZE_NONE);
+		else
+			resize_discard(d);
 		return;
 	}
+	if (d->s->spare == r->new)
+		d->s->spare = 0;
 	if (d->s->table_limbo != r->old)
 		retire_table(d, r->old);
 	atomic_store(&r->op, RESIZE_NONE);
@@ -460,7 +501,7 @@ static void stripe_replay(shmq_dict *d, unsigned i)
 {
 	struct dict_stripe *st = &d->s->stripes[i];
 	if (atomic_load_explicit(&st->intent.op, memory_order_acquire) == OP_LINK)
-		intent_apply(d, st);
+		intent_replay(d, st);
 	/* A reclaim split between its two stores: a list must not be on two
 	 * of the stripe's lists at once. */
 	if (st->reclaim && st->reclaim == st->sealed)
@@ -558,7 +599,7 @@ static int table_copy(shmq_dict *d, struct dict_table *old, struct dict_table *n
 				heap_free(h, coff);
 				return -EPROTO;
 			}
-			memcpy(c, e, size);
+			memmove(c, e, size); /* a hostile length may overlap */
 			_Atomic uint64_t *bucket = &nt->buckets[e->order >> shift];
 			atomic_store_explicit(&c->next, atomic_load(bucket), memory_order_relaxed);
 			atomic_store(bucket, coff);
@@ -566,7 +607,7 @@ static int table_copy(shmq_dict *d, struct dict_table *old, struct dict_table *n
 		}
 	}
 	for (unsigned i = 0; i < STRIPES; i++)
-		atomic_store(&nt->counts[i].n, atomic_load(&old->counts[i].n));
+		atomic_store(&nt->counts[i].n, stripe_count(old, i));
 	return 0;
 }
 
@@ -590,7 +631,8 @@ static int resize(shmq_dict *d, bool clear)
 		unlock_all(d);
 		return 0;
 	}
-	err = table_new(d, nb, &noff);
+	noff = clear ? s->spare : 0;
+	err = noff ? 0 : table_new(d, nb, &noff);
 	if (err == -ENOSPC) { /* every lock held: free what the epoch allows */
 		for (unsigned i = 0; i < STRIPES; i++)
 			stripe_reclaim(d, &s->stripes[i], true);
@@ -602,6 +644,8 @@ static int resize(shmq_dict *d, bool clear)
 		r->old = atomic_load(&s->table);
 		r->new = noff;
 		atomic_store_explicit(&r->op, RESIZE_BUILD, memory_order_release);
+		if (s->spare == noff)
+			s->spare = 0;
 		err = clear ? 0 : table_copy(d, old, table_at(d->h, noff));
 		if (err) {
 			resize_discard(d);
@@ -619,6 +663,9 @@ static int resize(shmq_dict *d, bool clear)
 		for (unsigned i = 0; i < STRIPES; i++)
 			stripe_reclaim(d, &s->stripes[i], true);
 		tables_reclaim(d, 0);
+		uint64_t spare;
+		if (!s->spare && table_new(d, MIN_BUCKETS, &spare) == 0)
+			s->spare = spare; /* best effort: a death before leaks it */
 	}
 	unlock_all(d);
 	return err;
@@ -629,7 +676,7 @@ static int resize(shmq_dict *d, bool clear)
  * let go (it takes every stripe lock in order) and checks again. */
 static bool wants_resize(shmq_dict *d, struct dict_table *t, unsigned i)
 {
-	int64_t est = atomic_load_explicit(&t->counts[i].n, memory_order_relaxed) * STRIPES;
+	int64_t est = stripe_count(t, i) * STRIPES;
 	if (est > (int64_t)t->nbuckets)
 		return t->nbuckets < MAX_BUCKETS && (uint64_t)est >= atomic_load(&d->s->grow_floor);
 	return t->nbuckets > MIN_BUCKETS && est < (int64_t)t->nbuckets / 8 &&
@@ -694,7 +741,8 @@ static int decide(struct write *w, struct found *f, struct dict_entry *ne)
 		if (e)
 			memcpy(&v, entry_val(e), sizeof(v));
 		w->result = (int64_t)((uint64_t)v + (uint64_t)w->delta);
-		memcpy((char *)(ne + 1) + w->klen, &w->result, sizeof(w->result));
+		if (ne) /* NULL: the heap is full, nothing will be stored */
+			memcpy((char *)(ne + 1) + w->klen, &w->result, sizeof(w->result));
 		return 1;
 	}
 	case W_POP:
@@ -756,7 +804,11 @@ static int dict_write(shmq_dict *d, struct write *w)
 	int err = stores ? entry_new(d, w, &noff) : 0;
 	if (err == -ENOSPC && reclaim_all(d) == 0)
 		err = entry_new(d, w, &noff);
-	if (err)
+	/* Still full: go on without an entry, so that an operation that
+	 * would not store anyway (an insert of a present key, a cas that
+	 * fails, ...) gives its own answer; one that would store: -ENOSPC. */
+	bool full = err == -ENOSPC;
+	if (err && !full)
 		return err;
 	struct dict_entry *ne = noff ? entry_at(h, noff) : NULL;
 	unsigned i = stripe_of(hash);
@@ -772,6 +824,8 @@ static int dict_write(shmq_dict *d, struct write *w)
 	int what = t ? find(h, t, hash, w->k, w->klen, &f) : -EPROTO;
 	if (what == 0)
 		what = decide(w, &f, ne);
+	if (what == 1 && full)
+		what = -ENOSPC;
 	if (what == 1 && !f.e) {
 		int tie = pick_tie(&f);
 		if (tie < 0)
@@ -781,17 +835,18 @@ static int dict_write(shmq_dict *d, struct write *w)
 	}
 	if (what > 0) {
 		_Atomic int64_t *count = &t->counts[i].n;
-		int64_t n = atomic_load_explicit(count, memory_order_relaxed);
+		int64_t n = stripe_count(t, i);
 		if (what == 2) { /* remove */
-			intent_begin(d, st, f.link, f.off, atomic_load(&f.e->next), f.off, count, n - 1);
+			intent_begin(d, st, f.link, f.off, atomic_load(&f.e->next), f.off, false, count,
+				     n - 1);
 		} else if (f.e) { /* replace */
 			ne->order = f.e->order;
 			atomic_store_explicit(&ne->next, atomic_load(&f.e->next), memory_order_relaxed);
-			intent_begin(d, st, f.link, f.off, noff, f.off, count, n);
+			intent_begin(d, st, f.link, f.off, noff, f.off, true, count, n);
 		} else { /* insert at the chain's head */
 			uint64_t head = atomic_load(f.link);
 			atomic_store_explicit(&ne->next, head, memory_order_relaxed);
-			intent_begin(d, st, f.link, head, noff, 0, count, n + 1);
+			intent_begin(d, st, f.link, head, noff, 0, true, count, n + 1);
 		}
 		intent_apply(d, st);
 		stripe_reclaim(d, st, false);
@@ -916,6 +971,8 @@ static int next_entry(shmq_heap *h, struct dict_table *t, uint64_t cursor, struc
 			struct dict_entry *e = entry_at(h, off);
 			if (!e || steps > bound)
 				return -EPROTO;
+			if ((e->order & TIE_MASK) > TIE_MAX)
+				return -EPROTO; /* order + 1 would wrap: an endless walk */
 			if (e->order >= cursor && (!*out || e->order < (*out)->order))
 				*out = e;
 			off = atomic_load_explicit(&e->next, memory_order_acquire);
@@ -961,8 +1018,10 @@ int shmq_dict_next(shmq_dict *d, uint64_t *cursor, struct iovec *key, struct iov
 static void dict_init(void *payload, void *arg)
 {
 	struct dict_shared *s = payload;
+	const uint64_t *tables = arg;
 	s->magic = DICT_MAGIC;
-	atomic_store(&s->table, *(uint64_t *)arg);
+	atomic_store(&s->table, tables[0]);
+	s->spare = tables[1];
 	for (unsigned i = 0; i < STRIPES; i++)
 		mutex_init(&s->stripes[i].lock, 0);
 }
@@ -974,9 +1033,7 @@ static void dict_destroy(shmq_heap *h, struct heap_obj *o)
 	if (o->size < sizeof(*s) || s->magic != DICT_MAGIC)
 		return;
 	shmq_dict d = { .h = h, .s = s };
-	if (atomic_load(&s->resize.op) == RESIZE_BUILD && atomic_load(&s->table) != s->resize.new)
-		resize_discard(&d);
-	atomic_store(&s->resize.op, RESIZE_NONE);
+	resize_replay(&d);
 	for (unsigned i = 0; i < STRIPES; i++) {
 		free_entries(h, &s->stripes[i].reclaim);
 		free_entries(h, &s->stripes[i].sealed);
@@ -990,6 +1047,7 @@ static void dict_destroy(shmq_heap *h, struct heap_obj *o)
 			table_free_entries(h, *lists[l], 0);
 			table_drop(h, lists[l], t ? t->limbo : 0);
 		}
+	table_drop(h, &s->spare, 0);
 	uint64_t cur = atomic_load(&s->table);
 	table_free_entries(h, cur, 0);
 	atomic_store(&s->table, 0);
@@ -1027,18 +1085,23 @@ int shmq_dict_create(shmq_heap *h, const char *name, shmq_dict **out)
 {
 	if (!h || !out)
 		return -EINVAL;
-	/* The first table is made before the object, and freed if the
-	 * object cannot be. */
+	/* The first table and the spare are made before the object, and
+	 * freed if the object cannot be. */
 	shmq_dict tmp = { .h = h };
-	uint64_t toff;
-	int err = table_new(&tmp, MIN_BUCKETS, &toff);
+	uint64_t tables[2];
+	int err = table_new(&tmp, MIN_BUCKETS, &tables[0]);
 	if (err)
 		return err;
+	if ((err = table_new(&tmp, MIN_BUCKETS, &tables[1]))) {
+		heap_free(h, tables[0]);
+		return err;
+	}
 	struct heap_ref ref;
 	err = heap_obj_create(h, name, HEAP_KIND_DICT, sizeof(struct dict_shared), NULL, dict_init,
-			      &toff, &ref);
+			      tables, &ref);
 	if (err) {
-		heap_free(h, toff);
+		heap_free(h, tables[0]);
+		heap_free(h, tables[1]);
 		return err;
 	}
 	return dict_new(&ref, out);

@@ -17,6 +17,7 @@
  */
 #include "heap.h"
 #include "mutex.h"
+#include "testhook.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -201,6 +202,7 @@ static void commit(shmq_list *l, _Atomic uint64_t *word, uint64_t val, uint64_t 
 	in->old_arr = old_arr;
 	in->drop_items = drop_items;
 	atomic_store_explicit(&in->op, OP_COMMIT, memory_order_release);
+	TEST_HOOK(SHMQ_HOOK_LIST_INTENT);
 	intent_apply(l);
 }
 

@@ -7,6 +7,11 @@
 enum shmq_hook_point {
 	SHMQ_HOOK_PUT_CLAIMED, /* producer owns its cells, nothing published yet */
 	SHMQ_HOOK_GET_CLAIMED, /* consumer owns a message, not yet released */
+	SHMQ_HOOK_DICT_INTENT, /* a dict writer's intent is recorded, nothing
+				  published: a death here is rolled back */
+	SHMQ_HOOK_DICT_PUBLISHED, /* its change is visible, count and retire
+				     not done: a death here is rolled forward */
+	SHMQ_HOOK_LIST_INTENT, /* a list change is recorded, not applied */
 };
 
 #ifdef SHMQ_TEST_HOOKS
