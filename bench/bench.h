@@ -31,6 +31,11 @@ struct stat3 stats(const double *v, int n); /* median [min..max] */
 const char *human(double v, char *buf, size_t len);     /* 1.23M */
 const char *human_ns(double ns, char *buf, size_t len); /* 1.2 us */
 void json_str(FILE *f, const char *s);
+bool name_listed(const char *list, const char *name); /* in a comma list */
+/* bench/sync.c: "median [min..max]" of a rate (1.23M) or a time (ns, us);
+ * a ratio "1.23 [1.10..1.30]" ("-" without samples). */
+void stat_range_str(const struct stat3 *st, bool is_time, char *buf, size_t len);
+void stat_ratio_str(const struct stat3 *st, char *buf, size_t len);
 
 struct target {
 	char text[120];

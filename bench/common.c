@@ -3,10 +3,12 @@
 
 #include <limits.h>
 #include <linux/futex.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -22,12 +24,17 @@ static void futex_wait_u32(_Atomic uint32_t *addr, uint32_t val)
 	syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT, val, NULL, NULL, 0);
 }
 
+void bench_arrive(_Atomic uint32_t *arrived, _Atomic uint32_t *go)
+{
+	atomic_fetch_add(arrived, 1);
+	while (!atomic_load(go))
+		futex_wait_u32(go, 0);
+}
+
 void bench_ready(struct bench_worker *w)
 {
 	struct bench_shared *sh = w->sh;
-	atomic_fetch_add(&sh->arrived, 1);
-	while (!atomic_load(&sh->go))
-		futex_wait_u32(&sh->go, 0);
+	bench_arrive(&sh->arrived, &sh->go);
 	if (w->interval)
 		w->next_send = sh->t0 + (int64_t)((uint64_t)w->interval * (uint64_t)w->id /
 						  (uint64_t)w->c->np);
@@ -331,4 +338,96 @@ int bench_spawn_reader(const char *prog, char *const argv[], pid_t *pid, char *n
 		return -rc;
 	}
 	return fd[0];
+}
+
+bool bench_fork_window(int n, int (*fn)(void *arg, int i), void *arg, struct bench_window *w,
+		       int64_t watchdog_ns, char *note, size_t note_len)
+{
+	pid_t pids[2 * BENCH_MAX_WORKERS], parent = getpid();
+	int npids = 0;
+	if (n < 1 || n > 2 * BENCH_MAX_WORKERS) {
+		snprintf(note, note_len, "%d workers: 1 to %d", n, 2 * BENCH_MAX_WORKERS);
+		return true;
+	}
+	fflush(NULL);
+	for (int i = 0; i < n; i++) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			/* Die with the harness, whatever kills it. */
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (getppid() != parent)
+				_exit(3);
+			signal(SIGINT, SIG_DFL);
+			signal(SIGTERM, SIG_DFL);
+			prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+			_exit(fn(arg, i) < 0);
+		}
+		if (pid < 0)
+			break;
+		pids[npids++] = pid;
+	}
+	bool failed = bench_window(w, pids, npids, npids != n, note, note_len);
+	/* Reap, with a watchdog: a system that hangs is reported, not waited on. */
+	bool hung;
+	failed |= bench_reap(pids, npids, watchdog_ns, &hung);
+	if (hung)
+		snprintf(note, note_len, "hung: killed after %lld s",
+			 (long long)(watchdog_ns / 1000000000));
+	return failed;
+}
+
+const char *bench_python(void)
+{
+	return access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+}
+
+const char *bench_driver_json(char *const argv[], double timeout_s, char *note,
+			      size_t note_len)
+{
+	const char *name = strrchr(argv[1], '/') ? strrchr(argv[1], '/') + 1 : argv[1];
+	if (access(argv[1], R_OK) != 0) {
+		snprintf(note, note_len, "%s not found", argv[1]);
+		return NULL;
+	}
+	pid_t pid;
+	int fd = bench_spawn_reader(argv[0], argv, &pid, note, note_len);
+	if (fd < 0)
+		return NULL;
+	static char out[1 << 16];
+	size_t len = 0;
+	int64_t deadline = bench_now() + (int64_t)(timeout_s * 1e9);
+	bool killed = false;
+	for (;;) {
+		int64_t left = deadline - bench_now();
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int pr = left > 0 ? poll(&pfd, 1, (int)(left / 1000000) + 1) : 0;
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr <= 0) {
+			kill(pid, SIGKILL);
+			killed = true;
+			break;
+		}
+		ssize_t r = read(fd, out + len, sizeof(out) - 1 - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+		if (len == sizeof(out) - 1)
+			break;
+	}
+	out[len] = 0;
+	close(fd);
+	int st;
+	waitpid(pid, &st, 0);
+	const char *line = strstr(out, "{\"");
+	if (killed || !line || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		if (killed)
+			snprintf(note, note_len, "%s hung: killed", name);
+		else
+			snprintf(note, note_len, "%s failed (status %d)", name, st);
+		return NULL;
+	}
+	return line;
 }

@@ -66,6 +66,8 @@ struct bench_window {
 };
 bool bench_window(struct bench_window *w, pid_t *pids, int npids, bool failed, char *note,
 		  size_t note_len);
+/* A worker at that barrier: count itself in, sleep until the gate opens. */
+void bench_arrive(_Atomic uint32_t *arrived, _Atomic uint32_t *go);
 /* Reap every worker (pids[i] > 0), killing them all once watchdog_ns has
  * passed (*hung). Returns true if any failed (exit status, signal, hang). */
 bool bench_reap(pid_t *pids, int npids, int64_t watchdog_ns, bool *hung);
@@ -73,6 +75,21 @@ bool bench_reap(pid_t *pids, int npids, int64_t watchdog_ns, bool *hung);
  * pipe's read end and *pid, or -errno (note says why). */
 int bench_spawn_reader(const char *prog, char *const argv[], pid_t *pid, char *note,
 		       size_t note_len);
+/* Fork n worker processes (at most 2 * BENCH_MAX_WORKERS), each dying with the
+ * harness and exiting 1 if fn(arg, i) returned < 0, else 0; run the window w
+ * over them, then reap them, killing those still alive watchdog_ns later.
+ * Returns true if anything failed (note says why where it knows). */
+bool bench_fork_window(int n, int (*fn)(void *arg, int i), void *arg, struct bench_window *w,
+		       int64_t watchdog_ns, char *note, size_t note_len);
+/* The interpreter of the Python drivers: /usr/bin/python3 (Debian's, where
+ * multiprocessing is the packaged one), else python3 from PATH. */
+const char *bench_python(void);
+/* Run a Python driver (argv[0] the interpreter, argv[1] the script, named in
+ * notes by its base name) and read its one-line JSON answer, killing it if it
+ * has not answered within timeout_s. Returns the line (a static buffer that
+ * the next call reuses), or NULL (note says why). */
+const char *bench_driver_json(char *const argv[], double timeout_s, char *note,
+			      size_t note_len);
 
 static inline void bench_pause(void)
 {

@@ -79,5 +79,8 @@ const struct bench_missing bench_missing[] = {
 #ifndef HAVE_ICEORYX
 	{ "iceoryx", "libiceoryx-binding-c-dev and iceoryx" },
 #endif
+#ifndef HAVE_LMDB
+	{ "lmdb", "liblmdb-dev" },
+#endif
 	{ NULL, NULL },
 };

@@ -1,6 +1,8 @@
-/* shmq-bench: shmq against the ways Linux processes usually pass messages, and
+/* shmq-bench: shmq against the ways Linux processes usually pass messages,
  * (--cases sync, bench/sync.c) its locks, semaphores, barriers and events against
- * pthread, sem_t and multiprocessing.
+ * pthread, sem_t and multiprocessing, and (--cases dict,list, bench/dict.c) its
+ * shared dict and list against LMDB, a robust-mutex hash table and
+ * multiprocessing's Manager.
  *
  * Every system runs in fresh processes on a shared start barrier; systems are
  * compared only inside one run and interleaved: each repetition runs every
@@ -10,6 +12,7 @@
  */
 #include "bench.h"
 #include "sync.h"
+#include "dict.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -60,10 +63,11 @@ static struct {
 	const char *systems; /* comma list or NULL */
 	double secs;
 	uint64_t max_msgs;
+	uint32_t dict_keys;
 	unsigned batch;
 	double rate;
 	const char *json, *plot;
-	bool no_lat, no_pp, no_tput, no_join, no_pipe, no_pipe_pp, no_sync;
+	bool no_lat, no_pp, no_tput, no_join, no_pipe, no_pipe_pp, no_sync, no_dict, no_list;
 	bool verbose;
 } opt;
 
@@ -71,11 +75,12 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: shmq-bench [--quick | --full] [options]\n"
-		"  --quick           reduced set, about 2 minutes: 8 B and 1 KiB, 1x1 2x2 4x4,\n"
+		"  --quick           reduced set, about 3 minutes: 8 B and 1 KiB, 1x1 2x2 4x4,\n"
 		"                    the main systems, 3 repetitions; JoinableQueue 1x4, Pipe one\n"
 		"                    way 1 KiB and 1 MiB, Pipe ping-pong 1 KiB (all their systems);\n"
 		"                    the sync cases up to 4 processes (all their systems, about\n"
-		"                    20 s)\n"
+		"                    20 s); the dict cases at 2 processes (90/10 8 B also at 1 and\n"
+		"                    4) and the list cases (all their systems, about 50 s)\n"
 		"  --full            everything (the default)\n"
 		"  -p P -c C         one producer x consumer shape (repeatable: -p 2 -c 2 -p 1 -c 4)\n"
 		"  -s SIZES          message sizes, comma separated (8,64,1K,64K); JoinableQueue\n"
@@ -88,15 +93,20 @@ static void usage(FILE *f)
 		"  -b N              burst size of the batch modes (default 32)\n"
 		"  --rate R          offered load of the paced latency cases, msgs/s (default 10000)\n"
 		"  --no-latency, --no-pingpong, --no-throughput, --no-join, --no-pipe (one way and\n"
-		"                    ping-pong), --no-sync\n"
+		"                    ping-pong), --no-sync, --no-dict (dict and list)\n"
 		"  --cases LIST      only these kinds: throughput,latency,pingpong,join,pipe,\n"
-		"                    pipe-pingpong,sync (sync: Lock, Semaphore, Barrier, Event\n"
-		"                    against pthread, sem_t and multiprocessing; -p/-c/-s do not\n"
-		"                    apply)\n"
+		"                    pipe-pingpong,sync,dict,list (sync: Lock, Semaphore, Barrier,\n"
+		"                    Event against pthread, sem_t and multiprocessing; dict: get/set\n"
+		"                    on 100,000 16-byte keys, 8 B and 1 KiB values, gets only, 90/10,\n"
+		"                    50/50, 1 2 4 processes; list: append + pop, 1 2 4 processes;\n"
+		"                    against LMDB, a robust-mutex hash table and mp.Manager; -p/-c/-s\n"
+		"                    do not apply to them)\n"
 		"  --json FILE       write every sample as JSON\n"
 		"  --plot FILE.png   throughput and latency plots (gnuplot)\n"
 		"  --mp-script PATH  bench/mp_peers.py\n"
 		"  --mp-sync-script PATH  bench/mp_sync.py (run with /usr/bin/python3)\n"
+		"  --dict-keys N     keys preloaded in the dict cases (default 100000)\n"
+		"  --mp-dict-script PATH  bench/mp_dict.py (run with /usr/bin/python3)\n"
 		"  --list            list the systems\n");
 }
 
@@ -128,7 +138,8 @@ static int parse_cases(const char *list)
 	} kinds[] = { { "throughput", &opt.no_tput }, { "latency", &opt.no_lat },
 		      { "pingpong", &opt.no_pp },	  { "join", &opt.no_join },
 		      { "pipe", &opt.no_pipe },	  { "pipe-pingpong", &opt.no_pipe_pp },
-		      { "sync", &opt.no_sync } };
+		      { "sync", &opt.no_sync },	  { "dict", &opt.no_dict },
+		      { "list", &opt.no_list } };
 	size_t nk = sizeof(kinds) / sizeof(kinds[0]);
 	for (size_t k = 0; k < nk; k++)
 		*kinds[k].off = true;
@@ -139,7 +150,7 @@ static int parse_cases(const char *list)
 			k++;
 		if (k == nk) {
 			fprintf(stderr, "shmq-bench: --cases: unknown kind '%.*s' (throughput, latency, "
-					"pingpong, join, pipe, pipe-pingpong, sync)\n", (int)l, s);
+					"pingpong, join, pipe, pipe-pingpong, sync, dict, list)\n", (int)l, s);
 			return -1;
 		}
 		*kinds[k].off = false;
@@ -148,21 +159,23 @@ static int parse_cases(const char *list)
 	return 0;
 }
 
+bool name_listed(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *s = list; *s;) {
+		size_t l = strcspn(s, ",");
+		if (l == n && strncmp(s, name, n) == 0)
+			return true;
+		s += l + (s[l] == ',');
+	}
+	return false;
+}
+
 static bool system_selected(const struct bench_peer *p, const struct bench_case *c)
 {
-	if (opt.systems) {
-		if (p->flags & PF_SHMQ && strcmp(p->name, "shmq") == 0)
-			return true;
-		size_t n = strlen(p->name);
-		for (const char *s = opt.systems; *s;) {
-			const char *e = strchr(s, ',');
-			size_t l = e ? (size_t)(e - s) : strlen(s);
-			if (l == n && strncmp(s, p->name, n) == 0)
-				return true;
-			s += l + (e ? 1 : 0);
-		}
-		return false;
-	}
+	if (opt.systems)
+		return (p->flags & PF_SHMQ && strcmp(p->name, "shmq") == 0) ||
+		       name_listed(opt.systems, p->name);
 	/* --quick: the main systems; the JoinableQueue and Pipe cases have few
 	 * systems: all of them. */
 	return !opt.quick || (p->flags & PF_MAIN) || new_kind(c);
@@ -857,6 +870,7 @@ static void write_json(const char *path)
 		fprintf(f, "]}");
 	}
 	sync_json(f, ncases == 0);
+	dict_json(f, ncases == 0 && sync_ncases() == 0);
 	fprintf(f, "],\n\"targets\":[");
 	for (int i = 0; i < ntargets; i++) {
 		fprintf(f, "%s\n{\"target\":", i ? "," : "");
@@ -1063,7 +1077,8 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
 	enum { O_QUICK = 256, O_FULL, O_JSON, O_PLOT, O_RATE, O_NOLAT, O_NOPP, O_NOTPUT, O_MP, O_LIST,
-	       O_NOJOIN, O_NOPIPE, O_CASES, O_PIPESIZES, O_NOSYNC, O_MPSYNC };
+	       O_NOJOIN, O_NOPIPE, O_CASES, O_PIPESIZES, O_NOSYNC, O_MPSYNC, O_NODICT, O_MPDICT,
+	       O_DICTKEYS };
 	static const struct option lo[] = {
 		{ "quick", no_argument, 0, O_QUICK },	   { "full", no_argument, 0, O_FULL },
 		{ "json", required_argument, 0, O_JSON },  { "plot", required_argument, 0, O_PLOT },
@@ -1075,6 +1090,9 @@ int main(int argc, char **argv)
 		{ "pipe-sizes", required_argument, 0, O_PIPESIZES },
 		{ "no-sync", no_argument, 0, O_NOSYNC },
 		{ "mp-sync-script", required_argument, 0, O_MPSYNC },
+		{ "no-dict", no_argument, 0, O_NODICT },
+		{ "mp-dict-script", required_argument, 0, O_MPDICT },
+		{ "dict-keys", required_argument, 0, O_DICTKEYS },
 		{ "help", no_argument, 0, 'h' },	   { 0, 0, 0, 0 }
 	};
 	int r_opt = 0, np = 0;
@@ -1082,11 +1100,15 @@ int main(int argc, char **argv)
 	opt.batch = 32;
 	opt.rate = 10000;
 	opt.max_msgs = 1ull << 40;
+	opt.dict_keys = DICT_NKEYS;
 #ifdef MP_PEERS_PY
 	bench_mp_script = MP_PEERS_PY;
 #endif
 #ifdef MP_SYNC_PY
 	bench_mp_sync_script = MP_SYNC_PY;
+#endif
+#ifdef MP_DICT_PY
+	bench_mp_dict_script = MP_DICT_PY;
 #endif
 	int ch;
 	while ((ch = getopt_long(argc, argv, "p:c:s:S:r:t:n:b:vh", lo, NULL)) != -1) {
@@ -1174,6 +1196,20 @@ int main(int argc, char **argv)
 		case O_NOSYNC:
 			opt.no_sync = true;
 			break;
+		case O_MPDICT:
+			bench_mp_dict_script = optarg;
+			break;
+		case O_DICTKEYS:
+			opt.dict_keys = (uint32_t)strtoul(optarg, NULL, 10);
+			if (opt.dict_keys < 1 || opt.dict_keys >= 1u << DICT_IDX_BITS) {
+				fprintf(stderr, "shmq-bench: --dict-keys 1..%u\n",
+					(1u << DICT_IDX_BITS) - 1);
+				return 2;
+			}
+			break;
+		case O_NODICT:
+			opt.no_dict = opt.no_list = true;
+			break;
 		case O_LIST:
 			for (int i = 0; bench_peers[i]; i++)
 				printf("%-18s %-22s%s%s%s\n", bench_peers[i]->name, bench_peers[i]->label,
@@ -1188,6 +1224,10 @@ int main(int argc, char **argv)
 				if (!(sync_peers[i]->flags & SP_SHMQ))
 					printf("%-18s %-22s%s\n", sync_peers[i]->name, sync_peers[i]->label,
 					       sync_peers[i]->flags & SP_REF ? " [reference]" : "");
+			printf("dict and list cases:\n");
+			for (int i = 0; dict_peers[i]; i++)
+				if (!(dict_peers[i]->flags & DP_SHMQ))
+					printf("%-18s %s\n", dict_peers[i]->name, dict_peers[i]->label);
 			return 0;
 		case 'h':
 			usage(stdout);
@@ -1240,7 +1280,9 @@ int main(int argc, char **argv)
 	build_cases();
 	if (!opt.no_sync)
 		sync_build_cases(opt.quick, opt.secs, reps, opt.systems);
-	int total = sync_total_runs(), done = 0;
+	dict_build_cases(opt.quick, opt.secs, reps, opt.systems, !opt.no_dict, !opt.no_list,
+			 opt.dict_keys);
+	int total = sync_total_runs() + dict_total_runs(), done = 0;
 	for (int k = 0; k < ncases; k++)
 		total += cases[k].nsys * reps;
 	bool tty = isatty(2);
@@ -1267,14 +1309,17 @@ int main(int argc, char **argv)
 			}
 		}
 		sync_run_rep(r, tty, opt.verbose, &done, total);
+		dict_run_rep(r, tty, opt.verbose, &done, total);
 	}
 	if (tty)
 		fprintf(stderr, "\r%-60s\r", "");
 	for (int k = 0; k < ncases; k++)
 		print_case(&cases[k]);
 	sync_print();
+	dict_print();
 	build_targets();
 	sync_targets();
+	dict_targets();
 	print_targets();
 	if (opt.json)
 		write_json(opt.json);

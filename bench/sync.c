@@ -11,14 +11,9 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define SYNC_MAX_CASES 16
@@ -108,17 +103,7 @@ int sync_total_runs(void)
 
 static bool selected(const struct sync_peer *p, const char *systems)
 {
-	if (!systems || p->flags & SP_SHMQ)
-		return true;
-	size_t n = strlen(p->name);
-	for (const char *s = systems; *s;) {
-		const char *e = strchr(s, ',');
-		size_t l = e ? (size_t)(e - s) : strlen(s);
-		if (l == n && strncmp(s, p->name, n) == 0)
-			return true;
-		s += l + (e ? 1 : 0);
-	}
-	return false;
+	return !systems || p->flags & SP_SHMQ || name_listed(systems, p->name);
 }
 
 static void add_case(enum sync_kind kind, int nproc, double secs, const char *systems)
@@ -169,13 +154,26 @@ void sync_build_cases(bool quick, double secs, int reps, const char *systems)
 
 void sync_ready(struct sync_worker *w)
 {
-	struct sync_shared *sh = w->sh;
-	atomic_fetch_add(&sh->arrived, 1);
-	while (!atomic_load(&sh->go))
-		syscall(SYS_futex, (uint32_t *)&sh->go, FUTEX_WAIT, 0, NULL, NULL, 0);
+	bench_arrive(&w->sh->arrived, &w->sh->go);
 }
 
 #define SYNC_WATCHDOG_NS (5 * 1000000000LL)
+
+struct proc_arg {
+	const struct sync_peer *p;
+	void *ctx;
+	struct sync_shared *sh;
+	const struct sync_case *c;
+};
+
+static int proc_main(void *arg, int i)
+{
+	struct proc_arg *a = arg;
+	struct sync_worker w = { .sh = a->sh, .c = a->c, .id = i };
+	int rc = a->p->worker(a->ctx, &w);
+	a->sh->res[i].rc = rc;
+	return rc;
+}
 
 /* A C system: c->nproc fresh worker processes. */
 static int run_procs(const struct sync_peer *p, const struct sync_case *c, struct sync_run *out)
@@ -195,40 +193,12 @@ static int run_procs(const struct sync_peer *p, const struct sync_case *c, struc
 		return rc;
 	}
 	int n = c->nproc;
-	pid_t pids[SYNC_MAX_PROCS], parent = getpid();
-	int npids = 0;
-	fflush(NULL);
-	for (int i = 0; i < n; i++) {
-		pid_t pid = fork();
-		if (pid == 0) {
-			/* Die with the harness, whatever kills it. */
-			prctl(PR_SET_PDEATHSIG, SIGKILL);
-			if (getppid() != parent)
-				_exit(3);
-			signal(SIGINT, SIG_DFL);
-			signal(SIGTERM, SIG_DFL);
-			prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
-			struct sync_worker w = { .sh = sh, .c = c, .id = i };
-			int wrc = p->worker(ctx, &w);
-			sh->res[i].rc = wrc;
-			_exit(wrc < 0);
-		}
-		if (pid < 0)
-			break;
-		pids[npids++] = pid;
-	}
-	bool failed = npids != n;
+	struct proc_arg arg = { p, ctx, sh, c };
 	struct bench_window win = { &sh->arrived, &sh->go, &sh->stop, &sh->t0, (uint32_t)n,
 				    10 * 1000000000LL, c->secs };
-	failed = bench_window(&win, pids, npids, failed, out->note, sizeof(out->note));
+	bool failed = bench_fork_window(n, proc_main, &arg, &win, SYNC_WATCHDOG_NS, out->note,
+					sizeof(out->note));
 	int64_t t0 = sh->t0;
-
-	/* Reap, with a watchdog: a system that hangs is reported, not waited on. */
-	bool hung;
-	failed |= bench_reap(pids, npids, SYNC_WATCHDOG_NS, &hung);
-	if (hung)
-		snprintf(out->note, sizeof(out->note), "hung: killed after %lld s",
-			 SYNC_WATCHDOG_NS / 1000000000LL);
 	if (p->teardown)
 		p->teardown(ctx);
 
@@ -464,7 +434,7 @@ static const char *fmt_fig(bool is_time, double v, char *buf, size_t len)
 	return human_ns(v, buf, len);
 }
 
-static void range_str(const struct stat3 *st, bool is_time, char *buf, size_t len)
+void stat_range_str(const struct stat3 *st, bool is_time, char *buf, size_t len)
 {
 	char a[32], b[32], d[32];
 	snprintf(buf, len, "%s [%s..%s]", fmt_fig(is_time, st->med, a, sizeof(a)),
@@ -478,7 +448,7 @@ static void range_ns(const struct stat3 *st, char *buf, size_t len)
 		 human_ns(st->min, b, sizeof(b)), human_ns(st->max, d, sizeof(d)));
 }
 
-static void ratio_str(const struct stat3 *st, char *buf, size_t len)
+void stat_ratio_str(const struct stat3 *st, char *buf, size_t len)
 {
 #define R(v) (v) >= 100 ? 0 : 2, (v)
 	if (st->n)
@@ -519,16 +489,16 @@ static void print_case(struct scase *sc)
 			continue;
 		}
 		char range[128], ratio[64];
-		range_str(&st, ki->is_time, range, sizeof(range));
+		stat_range_str(&st, ki->is_time, range, sizeof(range));
 		struct stat3 ra = paired(base, ss, FIG_VALUE);
-		ratio_str(&ra, ratio, sizeof(ratio));
+		stat_ratio_str(&ra, ratio, sizeof(ratio));
 		switch (c->kind) {
 		case SYNC_LOCK_N: {
 			struct stat3 p99 = sys_stat(ss, FIG_P99), sh = sys_stat(ss, FIG_SHARE);
 			struct stat3 rp = paired(base, ss, FIG_P99);
 			char prange[128], pratio[64];
 			range_ns(&p99, prange, sizeof(prange));
-			ratio_str(&rp, pratio, sizeof(pratio));
+			stat_ratio_str(&rp, pratio, sizeof(pratio));
 			char cnt[24];
 			double pc = sh.med * 100, nh = (double)ss->hist.n;
 			if (nh < 1000)

@@ -8,15 +8,9 @@
 #include "../sync.h"
 
 #include <errno.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-extern char **environ;
 
 static const char *case_arg(enum sync_kind k)
 {
@@ -31,8 +25,7 @@ static int mp_run(const struct sync_case *c, struct sync_run *res)
 {
 	char *note = res->note;
 	size_t note_len = sizeof(res->note);
-	const char *py = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
-	if (!bench_mp_sync_script || access(bench_mp_sync_script, R_OK) != 0) {
+	if (!bench_mp_sync_script) {
 		snprintf(note, note_len, "mp_sync.py not found (--mp-sync-script)");
 		return -ENOENT;
 	}
@@ -41,46 +34,12 @@ static int mp_run(const struct sync_case *c, struct sync_run *res)
 	snprintf(secs, sizeof(secs), "%g", c->secs);
 	snprintf(gap, sizeof(gap), "%lld", (long long)c->gap_ns);
 	snprintf(parent, sizeof(parent), "%d", (int)getpid());
-	char *argv[] = { (char *)py, (char *)bench_mp_sync_script, "--case", (char *)case_arg(c->kind),
-			 "-n", np, "-t", secs, "--gap-ns", gap, "--parent", parent, NULL };
-	pid_t pid;
-	int out_fd = bench_spawn_reader(py, argv, &pid, note, note_len);
-	if (out_fd < 0)
-		return out_fd;
-	static char out[1 << 16];
-	size_t len = 0;
-	int64_t deadline = bench_now() + (int64_t)((c->secs + 30) * 1e9);
-	bool killed = false;
-	for (;;) {
-		int64_t left = deadline - bench_now();
-		struct pollfd pfd = { .fd = out_fd, .events = POLLIN };
-		int pr = left > 0 ? poll(&pfd, 1, (int)(left / 1000000) + 1) : 0;
-		if (pr < 0 && errno == EINTR)
-			continue;
-		if (pr <= 0) {
-			kill(pid, SIGKILL);
-			killed = true;
-			break;
-		}
-		ssize_t r = read(out_fd, out + len, sizeof(out) - 1 - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		len += (size_t)r;
-		if (len == sizeof(out) - 1)
-			break;
-	}
-	out[len] = 0;
-	close(out_fd);
-	int st;
-	waitpid(pid, &st, 0);
-	char *line = strstr(out, "{\"");
-	if (killed || !line || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		snprintf(note, note_len, killed ? "mp_sync.py hung: killed" : "mp_sync.py failed "
-			 "(status %d)", st);
+	char *argv[] = { (char *)bench_python(), (char *)bench_mp_sync_script, "--case",
+			 (char *)case_arg(c->kind), "-n", np, "-t", secs, "--gap-ns", gap,
+			 "--parent", parent, NULL };
+	const char *line = bench_driver_json(argv, c->secs + 30, note, note_len);
+	if (!line)
 		return -EIO;
-	}
 	double ops = bench_json_num(line, "ops"), w = bench_json_num(line, "wall_s"),
 	       e = bench_json_num(line, "errors"), h = bench_json_num(line, "handoffs");
 	if (ops < 0 || w <= 0) {
