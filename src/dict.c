@@ -1032,8 +1032,12 @@ static void dict_destroy(shmq_heap *h, struct heap_obj *o)
 	struct dict_shared *s = (struct dict_shared *)(o + 1);
 	if (o->size < sizeof(*s) || s->magic != DICT_MAGIC)
 		return;
+	/* Finish or undo what a dead holder left, and repair split moves
+	 * between lists, exactly as the next locker would: nothing may be on
+	 * two lists when they are freed. */
 	shmq_dict d = { .h = h, .s = s };
-	resize_replay(&d);
+	for (unsigned i = 0; i < STRIPES; i++)
+		stripe_replay(&d, i);
 	for (unsigned i = 0; i < STRIPES; i++) {
 		free_entries(h, &s->stripes[i].reclaim);
 		free_entries(h, &s->stripes[i].sealed);

@@ -236,7 +236,12 @@ void heap_free(shmq_heap *h, uint64_t off)
 	if (!b || b->cls >= HEAP_CLASSES || !block_at(h, boff, b->cls))
 		return; /* not a block we could have handed out: leave it */
 	unsigned c = b->cls;
-	atomic_store_explicit(&b->magic, BLOCK_FREE, memory_order_relaxed);
+	/* Only a used block: a second free of a block still free (a replay
+	 * after a death, a hostile heap) must not list it twice. */
+	uint32_t used = BLOCK_USED;
+	if (!atomic_compare_exchange_strong_explicit(&b->magic, &used, BLOCK_FREE,
+						     memory_order_relaxed, memory_order_relaxed))
+		return;
 	_Atomic uint64_t *head = &h->hdr->free[c].head;
 	uint64_t old = atomic_load_explicit(head, memory_order_relaxed);
 	uint64_t want;

@@ -60,13 +60,14 @@ struct list_array {
 enum { OP_NONE, OP_COMMIT };
 struct list_intent {
 	_Atomic uint32_t op; /* written last when set, last when done */
-	uint32_t drop_items; /* free old_arr's live items too (clear) */
+	uint32_t drop_items; /* clear: free arr's items in drop_hl's range */
 	uint64_t word;       /* offset of a slot to store val into, or 0 */
 	uint64_t val;
 	uint64_t arr;        /* the array after, and its head/len */
 	uint64_t hl;
 	uint64_t item;       /* a value to free after, or 0 */
 	uint64_t old_arr;    /* an array to free after, or 0 */
+	uint64_t drop_hl;    /* clear: the head/len its items were in */
 };
 
 struct list_shared {
@@ -143,14 +144,17 @@ static int view_of(shmq_list *l, struct view *v)
 
 /* ---------------------------------------------------------------- intents -- */
 
-/* Free the live items of the array at off, emptying each slot first: a
- * death mid-way leaks one item at most, and a replay goes on from there. */
-static void free_items(shmq_heap *h, uint64_t off)
+/* Free the items of the array at off in the range hl (head << 32 | len),
+ * emptying each slot first: a death mid-way leaks one item at most, and a
+ * replay goes on from there. */
+static void free_items(shmq_heap *h, uint64_t off, uint64_t hl)
 {
 	struct list_array *a = array_at(h, off);
 	if (!a)
 		return;
-	uint64_t hl = ld(&a->hl), head = hl >> 32, len = hl & MAX_LEN;
+	uint64_t head = hl >> 32, len = hl & MAX_LEN;
+	if (len > a->cap)
+		return; /* hostile */
 	for (uint64_t i = 0; i < len; i++) {
 		_Atomic uint64_t *s = &a->slots[(head + i) & (a->cap - 1)];
 		uint64_t item = ld(s);
@@ -179,9 +183,9 @@ static void intent_apply(shmq_list *l)
 	in->item = 0;
 	if (item)
 		heap_free(h, item);
+	if (in->drop_items)
+		free_items(h, in->arr, in->drop_hl);
 	if (in->old_arr && in->old_arr != in->arr) {
-		if (in->drop_items)
-			free_items(h, in->old_arr);
 		uint64_t old = in->old_arr;
 		in->old_arr = 0;
 		heap_free(h, old);
@@ -189,9 +193,10 @@ static void intent_apply(shmq_list *l)
 	atomic_store_explicit(&in->op, OP_NONE, memory_order_release);
 }
 
-/* Record a change (see struct list_intent) and apply it. */
+/* Record a change (see struct list_intent) and apply it. drop_hl: clear
+ * in place, freeing the items that were in that range (0: none). */
 static void commit(shmq_list *l, _Atomic uint64_t *word, uint64_t val, uint64_t arr, uint64_t hl,
-		   uint64_t item, uint64_t old_arr, bool drop_items)
+		   uint64_t item, uint64_t old_arr, uint64_t drop_hl)
 {
 	struct list_intent *in = &l->s->intent;
 	in->word = word ? heap_off(l->h, (const void *)word) : 0;
@@ -200,7 +205,8 @@ static void commit(shmq_list *l, _Atomic uint64_t *word, uint64_t val, uint64_t 
 	in->hl = hl;
 	in->item = item;
 	in->old_arr = old_arr;
-	in->drop_items = drop_items;
+	in->drop_items = drop_hl != 0;
+	in->drop_hl = drop_hl;
 	atomic_store_explicit(&in->op, OP_COMMIT, memory_order_release);
 	TEST_HOOK(SHMQ_HOOK_LIST_INTENT);
 	intent_apply(l);
@@ -325,12 +331,12 @@ static int insert_at(shmq_list *l, struct view *v, uint64_t index, uint64_t item
 		return -EOVERFLOW;
 	uint64_t hl_len = v->len + 1;
 	if (v->len < v->a->cap && index == v->len) { /* append in place */
-		commit(l, slot(v, index), item, v->off, pack(v->head, hl_len), 0, 0, false);
+		commit(l, slot(v, index), item, v->off, pack(v->head, hl_len), 0, 0, 0);
 		return 0;
 	}
 	if (v->len < v->a->cap && index == 0) { /* prepend in place */
 		uint64_t head = (v->head - 1) & v->mask;
-		commit(l, &v->a->slots[head], item, v->off, pack(head, hl_len), 0, 0, false);
+		commit(l, &v->a->slots[head], item, v->off, pack(head, hl_len), 0, 0, 0);
 		return 0;
 	}
 	uint64_t noff;
@@ -338,7 +344,7 @@ static int insert_at(shmq_list *l, struct view *v, uint64_t index, uint64_t item
 	if (err)
 		return err;
 	struct list_array *na = array_at(l->h, noff);
-	commit(l, &na->slots[index], item, noff, pack(0, hl_len), 0, v->off, false);
+	commit(l, &na->slots[index], item, noff, pack(0, hl_len), 0, v->off, 0);
 	return 0;
 }
 
@@ -395,16 +401,21 @@ int shmq_list_set(shmq_list *l, int64_t index, const void *val, size_t vlen)
 {
 	if (!l || (!val && vlen))
 		return -EINVAL;
-	uint64_t item;
+	uint64_t item = 0;
 	int err = item_new(l->h, val, vlen, &item);
-	if (err)
+	/* A full heap: an index out of range is still -ERANGE. */
+	bool full = err == -ENOSPC;
+	if (err && !full)
 		return err;
 	if ((err = list_lock(l)) == 0) {
 		struct view v;
 		uint64_t i;
-		if ((err = view_of(l, &v)) == 0 && (err = norm_index(index, v.len, &i)) == 0) {
+		if ((err = view_of(l, &v)) == 0 && (err = norm_index(index, v.len, &i)) == 0 &&
+		    full) {
+			err = -ENOSPC;
+		} else if (err == 0) {
 			_Atomic uint64_t *s = slot(&v, i);
-			commit(l, s, item, v.off, pack(v.head, v.len), ld(s), 0, false);
+			commit(l, s, item, v.off, pack(v.head, v.len), ld(s), 0, 0);
 		}
 		list_unlock(l);
 	}
@@ -419,11 +430,11 @@ static int remove_at(shmq_list *l, struct view *v, uint64_t i, uint64_t item)
 	uint64_t len = v->len - 1;
 	bool shrink = v->a->cap > MIN_CAP && len < v->a->cap / 4;
 	if (!shrink && i == 0) {
-		commit(l, NULL, 0, v->off, pack((v->head + 1) & v->mask, len), item, 0, false);
+		commit(l, NULL, 0, v->off, pack((v->head + 1) & v->mask, len), item, 0, 0);
 		return 0;
 	}
 	if (!shrink && i == len) {
-		commit(l, NULL, 0, v->off, pack(v->head, len), item, 0, false);
+		commit(l, NULL, 0, v->off, pack(v->head, len), item, 0, 0);
 		return 0;
 	}
 	uint64_t noff;
@@ -433,10 +444,10 @@ static int remove_at(shmq_list *l, struct view *v, uint64_t i, uint64_t item)
 	if (err) { /* no memory to shrink: remove in place where we can */
 		if (i == 0 || i == len)
 			commit(l, NULL, 0, v->off,
-			       pack(i == 0 ? (v->head + 1) & v->mask : v->head, len), item, 0, false);
+			       pack(i == 0 ? (v->head + 1) & v->mask : v->head, len), item, 0, 0);
 		return i == 0 || i == len ? 0 : err;
 	}
-	commit(l, NULL, 0, noff, pack(0, len), item, v->off, false);
+	commit(l, NULL, 0, noff, pack(0, len), item, v->off, 0);
 	return 0;
 }
 
@@ -491,10 +502,15 @@ int shmq_list_clear(shmq_list *l)
 	int err = list_lock(l);
 	if (err)
 		return err;
+	/* In place, so that a full heap can be cleared; then, if memory
+	 * allows, back to the smallest array. */
 	struct view v;
 	uint64_t noff;
-	if ((err = view_of(l, &v)) == 0 && (err = array_new(l->h, MIN_CAP, &noff)) == 0)
-		commit(l, NULL, 0, noff, 0, 0, v.off, true);
+	if ((err = view_of(l, &v)) == 0 && v.len) {
+		commit(l, NULL, 0, v.off, 0, 0, 0, pack(v.head, v.len));
+		if (v.a->cap > MIN_CAP && array_new(l->h, MIN_CAP, &noff) == 0)
+			commit(l, NULL, 0, noff, 0, 0, v.off, 0);
+	}
 	list_unlock(l);
 	return err;
 }
@@ -520,8 +536,9 @@ static void list_destroy(shmq_heap *h, struct heap_obj *o)
 		intent_apply(&l);
 	uint64_t arr = ld(&s->arr);
 	st(&s->arr, 0);
-	if (arr) {
-		free_items(h, arr);
+	struct list_array *a = array_at(h, arr);
+	if (a) {
+		free_items(h, arr, ld(&a->hl));
 		heap_free(h, arr);
 	}
 }

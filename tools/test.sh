@@ -5,8 +5,8 @@
 #   asan     build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer
 #   tsan     build-tsan/  ThreadSanitizer
 #   drd      build/       tests/threads under valgrind's DRD (tests/drd.supp)
-#   fuzz     build-fuzz/  60 s of fuzzing (clang), tests/fuzz: 30 s for each target
-#   model    (temp dirs)  Spin verification of tests/model/ring.pml and sync.pml
+#   fuzz     build-fuzz/  90 s of fuzzing (clang), tests/fuzz: 30 s for each target
+#   model    (temp dirs)  Spin verification of tests/model/{ring,sync,epoch}.pml
 # In CI (CI=true) warnings are errors. Usage: tools/test.sh [step]...
 # (default: every step). tests/torture/README.md has the long modes.
 # Ends with 'total: N passed, N failed' and fails if anything failed.
@@ -81,15 +81,15 @@ run_drd() {
 	fi
 }
 
-# 60 s of fuzzing, split between the targets (30 s each), each from its seed
+# 90 s of fuzzing, split between the targets (30 s each), each from its seed
 # corpus; new inputs go to a temporary directory, crash reproducers to
 # build-fuzz/.
 run_fuzz() {
-	echo "=== fuzz (build-fuzz, 2 targets, 30 s each)"
+	echo "=== fuzz (build-fuzz, 3 targets, 30 s each)"
 	CC=clang configure build-fuzz "${werror[@]}" -Dfuzz=true -Dtests=disabled -Dbench=false
-	ninja -C build-fuzz tests/fuzz/fuzz_segment tests/fuzz/fuzz_heap
+	ninja -C build-fuzz tests/fuzz/fuzz_segment tests/fuzz/fuzz_heap tests/fuzz/fuzz_dict
 	local target seeds corpus log passed=0 failed=0
-	for target in fuzz_segment:corpus fuzz_heap:corpus-heap; do
+	for target in fuzz_segment:corpus fuzz_heap:corpus-heap fuzz_dict:corpus-dict; do
 		seeds=tests/fuzz/${target#*:}
 		target=${target%%:*}
 		log=build-fuzz/$target.log
@@ -114,7 +114,7 @@ run_fuzz() {
 # checked. A counterexample's trail is kept (the path is printed).
 run_model() {
 	local name
-	for name in ring sync; do
+	for name in ring sync epoch; do
 		check_model "$name"
 	done
 }
