@@ -12,6 +12,10 @@
  *               to exit / sleep / stop with a deadline
  *  - mp_run():  N producers and M consumers in real processes, exactly-once
  *               and per-producer FIFO bookkeeping, optional crash injection
+ *  - Criterion: only where the suite included Criterion first (#ifdef
+ *               cr_assert_eq), parent-side helpers that assert: named queues,
+ *               heaps (t_mkheap, t_hstat, t_live_bytes, t_assert_bounded),
+ *               children that must exit 0 (t_reap_ok, T_ASSERT_NO_ERRORS)
  */
 #ifndef SHMQ_TESTS_COMMON_H
 #define SHMQ_TESTS_COMMON_H
@@ -493,6 +497,77 @@ static inline void t_roundtrip(shmq_queue *w, shmq_queue *r, uint32_t seq)
 	cr_assert_eq(shmq_get(r, buf, sizeof(buf), 0), 123);
 	cr_assert_eq(tmsg_check_exact(buf, 123, 0, seq, 123), TMSG_OK);
 }
+#endif
+
+/* --------------------------------------- heaps and children (Criterion) -- */
+#ifdef cr_assert_eq
+/* A new heap (name NULL: anonymous) of at most max_size bytes. */
+static inline shmq_heap *t_mkheap(const char *name, uint64_t max_size)
+{
+	struct shmq_heap_attr a;
+	shmq_heap_attr_init(&a);
+	a.max_size = max_size;
+	shmq_heap *h = NULL;
+	int r = shmq_heap_create(name, &a, &h);
+	cr_assert_eq(r, 0, "heap_create(%s, max %llu): %d", name ? name : "NULL",
+		     (unsigned long long)max_size, r);
+	cr_assert_not_null(h);
+	return h;
+}
+
+static inline struct shmq_heap_stat t_hstat(shmq_heap *h)
+{
+	struct shmq_heap_stat st;
+	memset(&st, 0xa5, sizeof(st));
+	int r = shmq_heap_stat(h, &st);
+	cr_assert_eq(r, 0, "heap_stat: %d", r);
+	return st;
+}
+
+/* Bytes in use: carved and not free. */
+static inline uint64_t t_live_bytes(shmq_heap *h)
+{
+	struct shmq_heap_stat st = t_hstat(h);
+	return st.used - st.free;
+}
+
+/* Child pid must exit 0 within timeout_ns (killed and reaped if it hangs). */
+static inline void t_reap_ok(pid_t pid, const char *who, int64_t timeout_ns)
+{
+	int st;
+	int r = t_wait(pid, &st, timeout_ns);
+	if (r < 0)
+		t_kill_reap(pid);
+	cr_assert_eq(r, 0, "%s did not exit (hang)", who);
+	char sb[32];
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: %s", who,
+		  t_status_str(st, sb, sizeof(sb)));
+}
+
+#define T_RECLAIM_WARMUP 3
+#define T_RECLAIM_SLACK (64 * 1024ull)
+
+/* Bytes in use per cycle: live[i] for i >= T_RECLAIM_WARMUP must not exceed
+ * what the first cycles reached, plus a little. */
+static inline void t_assert_bounded(const uint64_t *live, int n, const char *what)
+{
+	uint64_t base = 0;
+	for (int i = 0; i < T_RECLAIM_WARMUP; i++)
+		base = live[i] > base ? live[i] : base;
+	for (int i = T_RECLAIM_WARMUP; i < n; i++)
+		cr_assert_leq(live[i], base + T_RECLAIM_SLACK,
+			      "%s: cycle %d: %llu bytes in use, at most %llu in the first %d cycles "
+			      "(cycle %d: %llu): a leak?",
+			      what, i, (unsigned long long)live[i], (unsigned long long)base,
+			      T_RECLAIM_WARMUP, n - 1, (unsigned long long)live[n - 1]);
+}
+
+/* For suites whose shared state s counts children's unexpected results in
+ * s->errors, with the last one in s->last_err and where it was seen in
+ * s->err_where: the parent asserts there were none. */
+#define T_ASSERT_NO_ERRORS(s)                                                             \
+	cr_assert_eq((s)->errors, 0, "%u errors in children, last: %d at check %d",       \
+		     (s)->errors, (s)->last_err, (s)->err_where)
 #endif
 
 /* ---------------------------------------------- multi-process exactly-once -- */

@@ -28,35 +28,6 @@
 
 /* ================================================================ helpers == */
 
-static shmq_heap *mkheap(const char *name, uint64_t max_size)
-{
-	struct shmq_heap_attr a;
-	shmq_heap_attr_init(&a);
-	a.max_size = max_size;
-	shmq_heap *h = NULL;
-	int r = shmq_heap_create(name, &a, &h);
-	cr_assert_eq(r, 0, "heap_create(%s, max %llu): %d", name ? name : "NULL",
-		     (unsigned long long)max_size, r);
-	cr_assert_not_null(h);
-	return h;
-}
-
-static struct shmq_heap_stat hstat(shmq_heap *h)
-{
-	struct shmq_heap_stat st;
-	memset(&st, 0xa5, sizeof(st));
-	int r = shmq_heap_stat(h, &st);
-	cr_assert_eq(r, 0, "heap_stat: %d", r);
-	return st;
-}
-
-/* Bytes in use: carved and not free. */
-static uint64_t live_bytes(shmq_heap *h)
-{
-	struct shmq_heap_stat st = hstat(h);
-	return st.used - st.free;
-}
-
 static shmq_dict *mkdict(shmq_heap *h, const char *name)
 {
 	shmq_dict *d = NULL;
@@ -168,7 +139,7 @@ static struct sh *sh_new(uint64_t max_size)
 {
 	struct sh *s = t_shared(sizeof(*s));
 	cr_assert_not_null(s);
-	s->h = mkheap(NULL, max_size);
+	s->h = t_mkheap(NULL, max_size);
 	s->d = mkdict(s->h, NULL);
 	return s;
 }
@@ -196,10 +167,6 @@ static void fail(struct sh *s, int where, int err)
 	atomic_fetch_add(&s->errors, 1);
 }
 
-#define ASSERT_NO_ERRORS(s)                                                               \
-	cr_assert_eq((s)->errors, 0, "%u errors in children, last: %d at check %d",       \
-		     (s)->errors, (s)->last_err, (s)->err_where)
-
 /* Mark result v (0 <= v < BITS_MAX) as seen; counts duplicates. */
 static void mark(struct sh *s, uint64_t v)
 {
@@ -215,18 +182,6 @@ static void mark(struct sh *s, uint64_t v)
 static bool marked(struct sh *s, uint64_t v)
 {
 	return atomic_load(&s->bits[v / 64]) >> (v % 64) & 1;
-}
-
-static void reap_ok(pid_t pid, const char *who, int64_t timeout)
-{
-	int st;
-	int r = t_wait(pid, &st, timeout);
-	if (r < 0)
-		t_kill_reap(pid);
-	cr_assert_eq(r, 0, "%s did not exit (hang)", who);
-	char sb[32];
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: %s", who,
-		  t_status_str(st, sb, sizeof(sb)));
 }
 
 /* Start n children running fn, wait until each is ready, let them go. */
@@ -274,7 +229,7 @@ static int sc_check(const void *buf, size_t n, uint32_t nkeys, uint32_t key, siz
 
 Test(dict, set_get_overwrite_del_len)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_dict *d = mkdict(h, NULL);
 	cr_assert_eq(shmq_dict_len(d), 0);
 	ABSENT_S(d, "a");
@@ -314,7 +269,7 @@ Test(dict, set_get_overwrite_del_len)
 
 Test(dict, insert_only_when_absent_eexist_changes_nothing)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_dict *d = mkdict(h, NULL);
 	cr_assert_eq(shmq_dict_insert(d, "k", 1, "first", 5), 0);
 	EXPECT_S(d, "k", "first");
@@ -336,7 +291,7 @@ Test(dict, insert_only_when_absent_eexist_changes_nothing)
 
 Test(dict, get_and_pop_emsgsize_copy_nothing_remove_nothing)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_dict *d = mkdict(h, NULL);
 	unsigned char v[100], buf[200];
 	fill_val(v, 1, 1, sizeof(v));
@@ -378,7 +333,7 @@ Test(dict, get_and_pop_emsgsize_copy_nothing_remove_nothing)
 
 Test(dict, cas_replaces_only_an_equal_value)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_dict *d = mkdict(h, NULL);
 	cr_assert_eq(shmq_dict_cas(d, "k", 1, "one", 3, "two", 3), -ENOENT);
 	cr_assert_eq(shmq_dict_cas(d, "k", 1, NULL, 0, "two", 3), -ENOENT);
@@ -421,7 +376,7 @@ Test(dict, cas_replaces_only_an_equal_value)
 
 Test(dict, add_native_int64_creates_wraps_and_rejects_other_lengths)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_dict *d = mkdict(h, NULL);
 	int64_t res = 12345;
 	cr_assert_eq(shmq_dict_add(d, "n", 1, 5, &res), 0);
@@ -478,7 +433,7 @@ Test(dict, add_native_int64_creates_wraps_and_rejects_other_lengths)
 
 Test(dict, null_handles_keys_buffers_einval_change_nothing)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_dict *d = mkdict(h, NULL);
 	shmq_dict *o = NULL;
 	unsigned char buf[16];
@@ -526,14 +481,14 @@ Test(dict, null_handles_keys_buffers_einval_change_nothing)
 	ABSENT_S(d, "n");
 	ABSENT_S(d, "c");
 	cr_assert_eq(shmq_dict_open(h, "x", &o), -ENOENT, "a failed create left its name");
-	cr_assert_eq(hstat(h).objects, 1);
+	cr_assert_eq(t_hstat(h).objects, 1);
 	shmq_dict_close(d);
 	shmq_heap_close(h);
 }
 
 Test(dict, zero_length_keys_and_values)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_dict *d = mkdict(h, NULL);
 	unsigned char buf[32];
 	/* The empty key, named by NULL or by any pointer. */
@@ -591,7 +546,7 @@ Test(dict, zero_length_keys_and_values)
 
 Test(dict, binary_keys_prefixes_and_long_keys_are_distinct, .timeout = T_TIMEOUT(30))
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_dict *d = mkdict(h, NULL);
 	static unsigned char big1[100000], big2[100000];
 	fill_val(big1, 3, 3, sizeof(big1));
@@ -646,7 +601,7 @@ Test(dict, binary_keys_prefixes_and_long_keys_are_distinct, .timeout = T_TIMEOUT
 
 Test(dict, one_mebibyte_values, .timeout = T_TIMEOUT(30))
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_dict *d = mkdict(h, NULL);
 	size_t big = MiB;
 	unsigned char *v = malloc(big + 1), *buf = malloc(big + 1);
@@ -686,7 +641,7 @@ Test(dict, one_mebibyte_values, .timeout = T_TIMEOUT(30))
 
 Test(dict, len_and_clear, .timeout = T_TIMEOUT(30))
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_dict *d = mkdict(h, NULL);
 	cr_assert_eq(shmq_dict_clear(d), 0, "clear of an empty dict");
 	cr_assert_eq(shmq_dict_len(d), 0);
@@ -759,7 +714,7 @@ static unsigned walk_count(shmq_dict *d, unsigned n, unsigned char *seen, bool w
 
 Test(dict, next_walks_every_key_exactly_once, .timeout = T_TIMEOUT(30))
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_dict *d = mkdict(h, NULL);
 	static unsigned char seen[5000];
 	unsigned sizes[] = { 0, 1, 7, 64, 65, 1000, 5000 };
@@ -815,7 +770,7 @@ Test(dict, next_walks_every_key_exactly_once, .timeout = T_TIMEOUT(30))
 
 Test(dict, next_emsgsize_sets_lengths_keeps_cursor)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_dict *d = mkdict(h, NULL);
 	unsigned char v[100], kb[64], vb[200];
 	fill_val(v, 9, 9, sizeof(v));
@@ -924,7 +879,7 @@ Test(dict, next_emsgsize_sets_lengths_keeps_cursor)
 
 Test(dict, named_create_open_names_of_other_kinds)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_dict *d = mkdict(h, "d1"), *d2 = NULL, *o = NULL;
 	cr_assert_str_eq(shmq_dict_name(d), "d1");
 	cr_assert_eq(shmq_dict_create(h, "d1", &o), -EEXIST);
@@ -988,8 +943,8 @@ Test(dict, named_create_open_names_of_other_kinds)
 
 Test(dict, anonymous_dicts_named_uniquely_freed_at_last_close)
 {
-	shmq_heap *h = mkheap(NULL, 0);
-	uint32_t objs0 = hstat(h).objects;
+	shmq_heap *h = t_mkheap(NULL, 0);
+	uint32_t objs0 = t_hstat(h).objects;
 	shmq_dict *a = mkdict(h, NULL), *b = mkdict(h, NULL), *a2 = NULL, *o = NULL;
 	const char *na = shmq_dict_name(a), *nb = shmq_dict_name(b);
 	cr_assert_not_null(na);
@@ -1004,15 +959,15 @@ Test(dict, anonymous_dicts_named_uniquely_freed_at_last_close)
 	EXPECT_S(a2, "k", "v");
 	ABSENT_S(b, "k");
 	cr_assert_eq(shmq_dict_create(h, name, &o), -EEXIST);
-	cr_assert_eq(hstat(h).objects, objs0 + 2);
+	cr_assert_eq(t_hstat(h).objects, objs0 + 2);
 	cr_assert_eq(shmq_dict_close(a), 0);
-	cr_assert_eq(hstat(h).objects, objs0 + 2, "freed while a handle is open");
+	cr_assert_eq(t_hstat(h).objects, objs0 + 2, "freed while a handle is open");
 	EXPECT_S(a2, "k", "v");
 	cr_assert_eq(shmq_dict_close(a2), 0);
-	cr_assert_eq(hstat(h).objects, objs0 + 1, "anonymous dict not freed at its last close");
+	cr_assert_eq(t_hstat(h).objects, objs0 + 1, "anonymous dict not freed at its last close");
 	cr_assert_eq(shmq_dict_open(h, name, &o), -ENOENT);
 	cr_assert_eq(shmq_dict_close(b), 0);
-	cr_assert_eq(hstat(h).objects, objs0);
+	cr_assert_eq(t_hstat(h).objects, objs0);
 	cr_assert_eq(shmq_heap_close(h), 0);
 }
 
@@ -1064,7 +1019,7 @@ Test(dict, another_process_opens_by_name, .timeout = T_TIMEOUT(30))
 	struct sh *s = t_shared(sizeof(*s));
 	cr_assert_not_null(s);
 	snprintf(s->heap_name, sizeof(s->heap_name), "%.60s", t_name("dict"));
-	s->h = mkheap(s->heap_name, 0);
+	s->h = t_mkheap(s->heap_name, 0);
 	s->d = mkdict(s->h, "shared");
 	shmq_dict *anon = mkdict(s->h, NULL);
 	snprintf(s->anon_name, sizeof(s->anon_name), "%s", shmq_dict_name(anon));
@@ -1075,8 +1030,8 @@ Test(dict, another_process_opens_by_name, .timeout = T_TIMEOUT(30))
 		set_ok(s->d, k, kl, k, kl);
 	}
 	pid_t pid = t_fork(child_by_name, s);
-	reap_ok(pid, "child", LIVE);
-	ASSERT_NO_ERRORS(s);
+	t_reap_ok(pid, "child", LIVE);
+	T_ASSERT_NO_ERRORS(s);
 	char msg[32];
 	snprintf(msg, sizeof(msg), "hello from %d", (int)pid);
 	EXPECT_S(s->d, "from-child", msg);
@@ -1121,8 +1076,8 @@ Test(dict_mp, seeds_70_processes_add_minus_one_to_100_gives_30, .timeout = T_TIM
 		pid_t pids[SEEDS_PROCS];
 		run_kids(s, SEEDS_PROCS, seeds_worker, pids);
 		for (int i = 0; i < SEEDS_PROCS; i++)
-			reap_ok(pids[i], "seeds worker", LONG);
-		ASSERT_NO_ERRORS(s);
+			t_reap_ok(pids[i], "seeds worker", LONG);
+		T_ASSERT_NO_ERRORS(s);
 		cr_assert_eq(get_i64(s->d, "count"), 30, "round %d: count %lld, want 30", round,
 			     (long long)get_i64(s->d, "count"));
 		bool got[100] = { false };
@@ -1176,8 +1131,8 @@ Test(dict_mp, add_8_processes_10000_each_exact, .timeout = T_TIMEOUT(120))
 	pid_t pids[ADD_PROCS];
 	run_kids(s, ADD_PROCS, add_worker, pids);
 	for (int i = 0; i < ADD_PROCS; i++)
-		reap_ok(pids[i], "adder", LONG);
-	ASSERT_NO_ERRORS(s);
+		t_reap_ok(pids[i], "adder", LONG);
+	T_ASSERT_NO_ERRORS(s);
 	cr_assert_eq(get_i64(s->d, "total"), ADD_PROCS * ADD_EACH);
 	cr_assert_eq(s->dups, 0, "%llu results handed out twice", (unsigned long long)s->dups);
 	for (uint64_t v = 0; v < ADD_PROCS * ADD_EACH; v++)
@@ -1237,8 +1192,8 @@ Test(dict_mp, cas_loops_from_4_processes_count_exactly, .timeout = T_TIMEOUT(120
 	pid_t pids[CAS_PROCS];
 	run_kids(s, CAS_PROCS, cas_worker, pids);
 	for (int i = 0; i < CAS_PROCS; i++)
-		reap_ok(pids[i], "cas worker", 2 * LONG);
-	ASSERT_NO_ERRORS(s);
+		t_reap_ok(pids[i], "cas worker", 2 * LONG);
+	T_ASSERT_NO_ERRORS(s);
 	char want[16];
 	snprintf(want, sizeof(want), "%d", CAS_PROCS * CAS_EACH);
 	EXPECT_S(s->d, "ctr", want);
@@ -1283,8 +1238,8 @@ Test(dict_mp, insert_races_exactly_one_winner_per_key, .timeout = T_TIMEOUT(60))
 	pid_t pids[INS_PROCS];
 	run_kids(s, INS_PROCS, insert_racer, pids);
 	for (int i = 0; i < INS_PROCS; i++)
-		reap_ok(pids[i], "inserter", LONG);
-	ASSERT_NO_ERRORS(s);
+		t_reap_ok(pids[i], "inserter", LONG);
+	T_ASSERT_NO_ERRORS(s);
 	cr_assert_eq(shmq_dict_len(s->d), INS_KEYS);
 	for (unsigned key = 0; key < INS_KEYS; key++) {
 		cr_assert_eq(s->wins[key], 1, "key %u inserted %u times", key, s->wins[key]);
@@ -1422,11 +1377,11 @@ Test(dict_mp, readers_never_see_torn_values, .timeout = T_TIMEOUT(120))
 	pid_t pids[TORN_WRITERS + TORN_READERS];
 	run_kids(s, TORN_WRITERS + TORN_READERS, torn_kid, pids);
 	for (int i = 0; i < TORN_WRITERS; i++)
-		reap_ok(pids[i], "writer", LONG);
+		t_reap_ok(pids[i], "writer", LONG);
 	t_set(&s->stop, 1);
 	for (int i = TORN_WRITERS; i < TORN_WRITERS + TORN_READERS; i++)
-		reap_ok(pids[i], "reader", LONG);
-	ASSERT_NO_ERRORS(s);
+		t_reap_ok(pids[i], "reader", LONG);
+	T_ASSERT_NO_ERRORS(s);
 	cr_log_info("torn: %llu + %llu writes, %llu values read, %llu walks",
 		    (unsigned long long)s->ops[0], (unsigned long long)s->ops[1],
 		    (unsigned long long)s->reads, (unsigned long long)s->walks);
@@ -1595,8 +1550,8 @@ Test(dict_mp, walks_under_a_writer_growing_and_shrinking_the_table, .timeout = T
 	t_set(&s->stop, 1);
 	cr_log_info("walks: %u walks (up to %u items) during %u grow/shrink cycles", walks,
 		    max_items, cycles);
-	reap_ok(pid, "churner", LONG);
-	ASSERT_NO_ERRORS(s);
+	t_reap_ok(pid, "churner", LONG);
+	T_ASSERT_NO_ERRORS(s);
 	cr_assert_geq(cycles, WS_CYCLES, "the walks did not finish in time (hang?)");
 	cr_assert_eq(bad, 0,
 		     "%u of %u walks went wrong; first: code %u (1000 + n: stable key %u seen n "
@@ -1714,8 +1669,8 @@ Test(dict_mp, writer_killed_others_continue_len_right, .timeout = T_TIMEOUT(120)
 		t_kill_reap(victim);
 	}
 	t_set(&s->stop, 1);
-	reap_ok(steady, "steady writer", LONG);
-	ASSERT_NO_ERRORS(s);
+	t_reap_ok(steady, "steady writer", LONG);
+	T_ASSERT_NO_ERRORS(s);
 	cr_log_info("kill: victims made %llu, %llu, %llu calls; the steady writer %lld",
 		    (unsigned long long)s->ops[1], (unsigned long long)s->ops[2],
 		    (unsigned long long)s->ops[3], (long long)s->result[0]);
@@ -1799,30 +1754,12 @@ static void settle(shmq_dict *d)
 	}
 }
 
-#define RECLAIM_WARMUP 3
-#define RECLAIM_SLACK (64 * KiB)
-
-/* live[i] for i >= RECLAIM_WARMUP must not exceed what the first cycles
- * reached, plus a little. */
-static void assert_bounded(const uint64_t *live, int n, const char *what)
-{
-	uint64_t base = 0;
-	for (int i = 0; i < RECLAIM_WARMUP; i++)
-		base = live[i] > base ? live[i] : base;
-	for (int i = RECLAIM_WARMUP; i < n; i++)
-		cr_assert_leq(live[i], base + RECLAIM_SLACK,
-			      "%s: cycle %d: %llu bytes in use, at most %llu in the first %d cycles "
-			      "(cycle %d: %llu): a leak?",
-			      what, i, (unsigned long long)live[i], (unsigned long long)base,
-			      RECLAIM_WARMUP, n - 1, (unsigned long long)live[n - 1]);
-}
-
 #define FILL_KEYS 10000
 #define FILL_CYCLES (T_SCALE > 1 ? 10 : 20) /* sanitized builds: fewer */
 
 Test(dict_reclaim, fill_clear_cycles_in_bounded_memory, .timeout = T_TIMEOUT(120))
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_dict *d = mkdict(h, NULL);
 	uint64_t live[FILL_CYCLES];
 	unsigned char v[64];
@@ -1838,16 +1775,16 @@ Test(dict_reclaim, fill_clear_cycles_in_bounded_memory, .timeout = T_TIMEOUT(120
 		cr_assert_eq(shmq_dict_clear(d), 0);
 		cr_assert_eq(shmq_dict_len(d), 0);
 		settle(d);
-		live[c] = live_bytes(h);
+		live[c] = t_live_bytes(h);
 	}
-	assert_bounded(live, FILL_CYCLES, "fill/clear");
+	t_assert_bounded(live, FILL_CYCLES, "fill/clear");
 	shmq_dict_close(d);
 	shmq_heap_close(h);
 }
 
 Test(dict_reclaim, overwrite_loops_in_bounded_memory, .timeout = T_TIMEOUT(120))
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_dict *d = mkdict(h, NULL);
 	enum { KEYS = 1000, ROUNDS = T_SCALE > 1 ? 15 : 40 };
 	uint64_t live[ROUNDS];
@@ -1869,9 +1806,9 @@ Test(dict_reclaim, overwrite_loops_in_bounded_memory, .timeout = T_TIMEOUT(120))
 			}
 		}
 		settle(d);
-		live[c] = live_bytes(h);
+		live[c] = t_live_bytes(h);
 	}
-	assert_bounded(live, ROUNDS, "overwrite");
+	t_assert_bounded(live, ROUNDS, "overwrite");
 	cr_assert_eq(shmq_dict_len(d), KEYS);
 	shmq_dict_close(d);
 	shmq_heap_close(h);
@@ -1879,7 +1816,7 @@ Test(dict_reclaim, overwrite_loops_in_bounded_memory, .timeout = T_TIMEOUT(120))
 
 Test(dict_reclaim, insert_delete_and_pop_loops_in_bounded_memory, .timeout = T_TIMEOUT(120))
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_dict *d = mkdict(h, NULL);
 	enum { KEYS = 5000, ROUNDS = T_SCALE > 1 ? 10 : 20 };
 	uint64_t live[ROUNDS];
@@ -1905,9 +1842,9 @@ Test(dict_reclaim, insert_delete_and_pop_loops_in_bounded_memory, .timeout = T_T
 		cr_assert_eq(shmq_dict_del(d, "cnt", 3), 0);
 		cr_assert_eq(shmq_dict_len(d), 0);
 		settle(d);
-		live[c] = live_bytes(h);
+		live[c] = t_live_bytes(h);
 	}
-	assert_bounded(live, ROUNDS, "insert/delete");
+	t_assert_bounded(live, ROUNDS, "insert/delete");
 	shmq_dict_close(d);
 	shmq_heap_close(h);
 }
@@ -1981,13 +1918,13 @@ static void reclaim_with_reader(int (*reader)(void *))
 			set_ok(s->d, k, kl, v, vl);
 		}
 		settle(s->d);
-		live[c] = live_bytes(s->h);
+		live[c] = t_live_bytes(s->h);
 	}
 	t_set(&s->stop, 1);
 	if (pid)
-		reap_ok(pid, "idle reader", LONG);
-	ASSERT_NO_ERRORS(s);
-	assert_bounded(live, ROUNDS, killed ? "with a killed reader" : "with an idle reader");
+		t_reap_ok(pid, "idle reader", LONG);
+	T_ASSERT_NO_ERRORS(s);
+	t_assert_bounded(live, ROUNDS, killed ? "with a killed reader" : "with an idle reader");
 	sh_free(s);
 }
 
@@ -2003,11 +1940,11 @@ Test(dict_reclaim, reader_killed_mid_read_does_not_block_reuse, .timeout = T_TIM
 
 Test(dict_reclaim, dict_with_keys_freed_at_last_close, .timeout = T_TIMEOUT(60))
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_dict *keep = mkdict(h, "keep");
 	settle(keep);
-	uint64_t base = live_bytes(h);
-	uint32_t objs = hstat(h).objects;
+	uint64_t base = t_live_bytes(h);
+	uint32_t objs = t_hstat(h).objects;
 	for (int round = 0; round < 5; round++) {
 		shmq_dict *d = mkdict(h, NULL);
 		unsigned char v[200];
@@ -2017,13 +1954,13 @@ Test(dict_reclaim, dict_with_keys_freed_at_last_close, .timeout = T_TIMEOUT(60))
 			fill_val(v, i, 0, 200);
 			set_ok(d, k, kl, v, 200);
 		}
-		cr_assert_gt(live_bytes(h), base + 5000 * 200);
+		cr_assert_gt(t_live_bytes(h), base + 5000 * 200);
 		cr_assert_eq(shmq_dict_close(d), 0);
-		cr_assert_eq(hstat(h).objects, objs);
+		cr_assert_eq(t_hstat(h).objects, objs);
 		settle(keep);
 	}
-	uint64_t after = live_bytes(h);
-	cr_assert_leq(after, base + RECLAIM_SLACK,
+	uint64_t after = t_live_bytes(h);
+	cr_assert_leq(after, base + T_RECLAIM_SLACK,
 		      "5 anonymous dicts of 5000 keys created and closed: %llu bytes in use, "
 		      "%llu before",
 		      (unsigned long long)after, (unsigned long long)base);
@@ -2087,7 +2024,7 @@ static void expect_filled(shmq_dict *d, unsigned n, size_t vlen)
 
 Test(dict_enospc, full_heap_keeps_every_old_value, .timeout = T_TIMEOUT(60))
 {
-	shmq_heap *h = mkheap(NULL, SHMQ_HEAP_MIN_MAX);
+	shmq_heap *h = t_mkheap(NULL, SHMQ_HEAP_MIN_MAX);
 	shmq_dict *d = mkdict(h, NULL);
 	unsigned n = fill_until_full(d, NOSPC_VAL, 2000);
 	cr_assert_geq(n, 100, "only %u values of %d bytes in a %llu-byte heap", n, NOSPC_VAL,
@@ -2098,7 +2035,7 @@ Test(dict_enospc, full_heap_keeps_every_old_value, .timeout = T_TIMEOUT(60))
 	size_t huge = SHMQ_HEAP_MIN_MAX / 2;
 	unsigned char *big = calloc(1, SHMQ_HEAP_MIN_MAX);
 	cr_assert_not_null(big);
-	uint64_t live = live_bytes(h);
+	uint64_t live = t_live_bytes(h);
 	unsigned char old[NOSPC_VAL];
 	fill_val(old, 0, 0, NOSPC_VAL);
 	cr_assert_eq(shmq_dict_set(d, "n00000", 6, big, huge), -ENOSPC);
@@ -2107,7 +2044,7 @@ Test(dict_enospc, full_heap_keeps_every_old_value, .timeout = T_TIMEOUT(60))
 	cr_assert_eq(shmq_dict_insert(d, "new", 3, big, huge), -ENOSPC);
 	cr_assert_eq(shmq_dict_set(d, "new", 3, big, huge), -ENOSPC);
 	cr_assert_eq(shmq_dict_set(d, big, huge, "v", 1), -ENOSPC, "a huge key");
-	cr_assert_eq(live_bytes(h), live, "failed calls changed the bytes in use");
+	cr_assert_eq(t_live_bytes(h), live, "failed calls changed the bytes in use");
 	expect_absent(d, "new", 3);
 	expect_filled(d, n, NOSPC_VAL);
 	free(big);
@@ -2152,7 +2089,7 @@ Test(dict_enospc, full_heap_keeps_every_old_value, .timeout = T_TIMEOUT(60))
  * growth fails too; every old key stays. */
 Test(dict_enospc, small_entries_until_full_table_growth_fails_cleanly, .timeout = T_TIMEOUT(60))
 {
-	shmq_heap *h = mkheap(NULL, SHMQ_HEAP_MIN_MAX);
+	shmq_heap *h = t_mkheap(NULL, SHMQ_HEAP_MIN_MAX);
 	shmq_dict *d = mkdict(h, NULL);
 	unsigned n = fill_until_full(d, 8, 200000);
 	cr_assert_geq(n, 1000, "only %u small entries in a %llu-byte heap", n,

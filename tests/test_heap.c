@@ -22,28 +22,6 @@ static const char *dev_shm(const char *name, char *buf, size_t n)
 	return buf;
 }
 
-static shmq_heap *mkheap(const char *name, uint64_t max_size)
-{
-	struct shmq_heap_attr a;
-	shmq_heap_attr_init(&a);
-	a.max_size = max_size;
-	shmq_heap *h = NULL;
-	int r = shmq_heap_create(name, &a, &h);
-	cr_assert_eq(r, 0, "heap_create(%s, max %llu): %d", name ? name : "NULL",
-		     (unsigned long long)max_size, r);
-	cr_assert_not_null(h);
-	return h;
-}
-
-static struct shmq_heap_stat hstat(shmq_heap *h)
-{
-	struct shmq_heap_stat st;
-	memset(&st, 0xa5, sizeof(st));
-	int r = shmq_heap_stat(h, &st);
-	cr_assert_eq(r, 0, "heap_stat: %d", r);
-	return st;
-}
-
 /* A failed create that is not -ENOSPC may carve a block and free it again;
  * what it must not change is what is live: objects, handles, and the bytes
  * in use (used - free). */
@@ -244,7 +222,7 @@ Test(heap, anonymous_with_default_attr_stat_and_close)
 	shmq_heap *h = NULL;
 	cr_assert_eq(shmq_heap_create(NULL, NULL, &h), 0);
 	cr_assert_not_null(h);
-	struct shmq_heap_stat st = hstat(h);
+	struct shmq_heap_stat st = t_hstat(h);
 	cr_assert_eq(st.max_size, SHMQ_HEAP_DEFAULT_MAX, "max_size %llu",
 		     (unsigned long long)st.max_size);
 	cr_assert_eq(st.objects, 0);
@@ -274,8 +252,8 @@ Test(heap, max_size_attr_reported_by_stat)
 				continue;
 			cr_assert_eq(shmq_heap_close(big), 0);
 		}
-		shmq_heap *h = mkheap(NULL, sizes[i]);
-		struct shmq_heap_stat st = hstat(h);
+		shmq_heap *h = t_mkheap(NULL, sizes[i]);
+		struct shmq_heap_stat st = t_hstat(h);
 		cr_assert_eq(st.max_size, sizes[i], "asked %llu, stat says %llu",
 			     (unsigned long long)sizes[i], (unsigned long long)st.max_size);
 		cr_assert_leq(st.size, st.max_size);
@@ -286,11 +264,11 @@ Test(heap, max_size_attr_reported_by_stat)
 Test(heap, named_create_then_open_by_name_shares_objects)
 {
 	const char *name = t_name("heap");
-	shmq_heap *h = mkheap(name, 0), *h2 = NULL;
+	shmq_heap *h = t_mkheap(name, 0), *h2 = NULL;
 	cr_assert_eq(shmq_heap_open(name, 0, &h2), 0);
 	cr_assert_not_null(h2);
 	cr_assert_neq(h, h2);
-	cr_assert_eq(hstat(h).handles, 2);
+	cr_assert_eq(t_hstat(h).handles, 2);
 
 	shmq_array *a = array_ok(h, "shared", 256), *b = NULL;
 	cr_assert_eq(shmq_array_open(h2, "shared", &b), 0);
@@ -299,11 +277,11 @@ Test(heap, named_create_then_open_by_name_shares_objects)
 	cr_assert_str_eq(shmq_array_data(b), "through the creator");
 	memcpy(shmq_array_data(b), "through the opener!", 20);
 	cr_assert_str_eq(shmq_array_data(a), "through the opener!");
-	cr_assert_eq(hstat(h2).objects, 1);
+	cr_assert_eq(t_hstat(h2).objects, 1);
 
 	cr_assert_eq(shmq_array_close(b), 0);
 	cr_assert_eq(shmq_heap_close(h2), 0);
-	cr_assert_eq(hstat(h).handles, 1);
+	cr_assert_eq(t_hstat(h).handles, 1);
 	cr_assert_eq(shmq_array_close(a), 0);
 	cr_assert_eq(shmq_heap_close(h), 0);
 	cr_assert_eq(shmq_unlink(name), 0);
@@ -312,7 +290,7 @@ Test(heap, named_create_then_open_by_name_shares_objects)
 Test(heap, create_existing_name_eexist_first_untouched)
 {
 	const char *name = t_name("twice");
-	shmq_heap *h = mkheap(name, 0), *h2 = NULL;
+	shmq_heap *h = t_mkheap(name, 0), *h2 = NULL;
 	shmq_lock *l = NULL;
 	cr_assert_eq(shmq_lock_create(h, "x", 0, &l), 0);
 	cr_assert_eq(shmq_heap_create(name, NULL, &h2), -EEXIST);
@@ -417,12 +395,12 @@ Test(heap, null_arguments_einval)
 	cr_assert_eq(shmq_heap_stat(NULL, &st), -EINVAL);
 	cr_assert_eq(shmq_heap_remove(NULL, "x"), -EINVAL);
 
-	h = mkheap(name, 0);
+	h = t_mkheap(name, 0);
 	cr_assert_eq(shmq_heap_open(name, 0, NULL), -EINVAL);
 	cr_assert_eq(shmq_heap_open_fd(shmq_heap_fd(h), 0, NULL), -EINVAL);
 	cr_assert_eq(shmq_heap_stat(h, NULL), -EINVAL);
 	cr_assert_eq(shmq_heap_remove(h, NULL), -EINVAL);
-	cr_assert_eq(hstat(h).handles, 1, "a failed open left a handle");
+	cr_assert_eq(t_hstat(h).handles, 1, "a failed open left a handle");
 	cr_assert_eq(shmq_heap_close(h), 0);
 	cr_assert_eq(shmq_unlink(name), 0);
 }
@@ -430,7 +408,7 @@ Test(heap, null_arguments_einval)
 Test(heap, open_unknown_flags_einval)
 {
 	const char *name = t_name("flags");
-	shmq_heap *h = mkheap(name, 0), *h2 = NULL;
+	shmq_heap *h = t_mkheap(name, 0), *h2 = NULL;
 	cr_assert_eq(shmq_heap_open(name, 0x1, &h2), -EINVAL);
 	cr_assert_eq(shmq_heap_open(name, 0x4000, &h2), -EINVAL);
 	cr_assert_eq(shmq_heap_open_fd(shmq_heap_fd(h), 0x1, &h2), -EINVAL);
@@ -447,7 +425,7 @@ Test(heap, named_mode_default_0600_and_mode_attr_honoured)
 	char path[128];
 	struct stat st;
 	mode_t old = umask(0);
-	shmq_heap *h1 = mkheap(n1, 0);
+	shmq_heap *h1 = t_mkheap(n1, 0);
 	struct shmq_heap_attr a;
 	shmq_heap_attr_init(&a);
 	a.mode = 0640;
@@ -467,7 +445,7 @@ Test(heap, named_mode_default_0600_and_mode_attr_honoured)
 
 Test(heap, fd_is_cloexec_and_open_fd_shares_objects)
 {
-	shmq_heap *h = mkheap(NULL, 0), *h2 = NULL;
+	shmq_heap *h = t_mkheap(NULL, 0), *h2 = NULL;
 	int fd = shmq_heap_fd(h);
 	cr_assert_geq(fd, 0);
 	int fl = fcntl(fd, F_GETFD);
@@ -475,7 +453,7 @@ Test(heap, fd_is_cloexec_and_open_fd_shares_objects)
 	cr_assert(fl & FD_CLOEXEC, "the heap fd is not close-on-exec");
 	cr_assert_eq(shmq_heap_open_fd(fd, 0, &h2), 0);
 	cr_assert_not_null(h2);
-	cr_assert_eq(hstat(h).handles, 2);
+	cr_assert_eq(t_hstat(h).handles, 2);
 
 	shmq_array *a = array_ok(h, "v", sizeof(uint64_t)), *b = NULL;
 	cr_assert_eq(shmq_array_open(h2, "v", &b), 0);
@@ -486,7 +464,7 @@ Test(heap, fd_is_cloexec_and_open_fd_shares_objects)
 	/* The caller keeps its fd: closing the second handle left it open. */
 	cr_assert_geq(fcntl(fd, F_GETFD), 0, "open_fd took the caller's fd");
 	cr_assert_eq(shmq_heap_fd(h), fd);
-	cr_assert_eq(hstat(h).handles, 1);
+	cr_assert_eq(t_hstat(h).handles, 1);
 	cr_assert_eq(*(volatile uint64_t *)shmq_array_data(a), 0x1234567890abcdefull);
 	cr_assert_eq(shmq_array_close(a), 0);
 	cr_assert_eq(shmq_heap_close(h), 0);
@@ -537,7 +515,7 @@ Test(heap, queue_and_heap_names_not_interchangeable, .timeout = T_TIMEOUT(10))
 	const char *qn = t_name("q"), *hn = t_name("h");
 	shmq_queue *q = NULL, *q2 = NULL;
 	cr_assert_eq(shmq_queue_create(qn, NULL, &q), 0);
-	shmq_heap *h = mkheap(hn, 0), *h2 = NULL;
+	shmq_heap *h = t_mkheap(hn, 0), *h2 = NULL;
 	cr_assert_eq(shmq_heap_open(qn, 0, &h2), -EPROTO, "a queue opened as a heap");
 	cr_assert_null(h2);
 	cr_assert_eq(shmq_queue_open(hn, SHMQ_RD, &q2), -EPROTO, "a heap opened as a queue");
@@ -551,7 +529,7 @@ Test(heap, queue_and_heap_names_not_interchangeable, .timeout = T_TIMEOUT(10))
 Test(heap, unlink_removes_the_name_handles_keep_working)
 {
 	const char *name = t_name("unlink");
-	shmq_heap *h = mkheap(name, 0), *h2 = NULL;
+	shmq_heap *h = t_mkheap(name, 0), *h2 = NULL;
 	char path[128];
 	cr_assert_eq(shmq_unlink(name), 0);
 	cr_assert_eq(access(dev_shm(name, path, sizeof(path)), F_OK), -1, "%s still exists", path);
@@ -603,7 +581,7 @@ static int child_opens_by_name(void *arg)
  * one more is -EUSERS, and closing one makes room. */
 Test(heap, participant_table_full_eusers, .timeout = T_TIMEOUT(60))
 {
-	shmq_heap *h = mkheap(NULL, SHMQ_HEAP_MIN_MAX);
+	shmq_heap *h = t_mkheap(NULL, SHMQ_HEAP_MIN_MAX);
 	static shmq_heap *hs[SHMQ_MAX_PARTICIPANTS];
 	unsigned n = 0;
 	int r;
@@ -611,12 +589,12 @@ Test(heap, participant_table_full_eusers, .timeout = T_TIMEOUT(60))
 		n++;
 	cr_assert_eq(n, SHMQ_MAX_PARTICIPANTS - 1, "%u more handles opened", n);
 	cr_assert_eq(r, -EUSERS, "open with the table full: %d", r);
-	cr_assert_eq(hstat(h).handles, SHMQ_MAX_PARTICIPANTS);
+	cr_assert_eq(t_hstat(h).handles, SHMQ_MAX_PARTICIPANTS);
 	cr_assert_eq(shmq_heap_close(hs[n / 2]), 0);
 	cr_assert_eq(shmq_heap_open_fd(shmq_heap_fd(h), 0, &hs[n / 2]), 0, "no room after a close");
 	for (unsigned i = 0; i < n; i++)
 		cr_assert_eq(shmq_heap_close(hs[i]), 0);
-	cr_assert_eq(hstat(h).handles, 1);
+	cr_assert_eq(t_hstat(h).handles, 1);
 	shmq_heap_close(h);
 }
 
@@ -624,20 +602,20 @@ Test(heap, forked_child_opens_by_name, .timeout = T_TIMEOUT(30))
 {
 	struct byname_sh *s = t_shared(sizeof(*s));
 	snprintf(s->name, sizeof(s->name), "%.60s", t_name("byname"));
-	shmq_heap *h = mkheap(s->name, 0);
+	shmq_heap *h = t_mkheap(s->name, 0);
 	shmq_array *a = array_ok(h, "cell", sizeof(uint64_t));
 	pid_t pid = t_fork(child_opens_by_name, s);
 	cr_assert_eq(t_await(&s->ready, 1, LIVE), 0);
 	cr_assert_eq(s->err, 0, "child: %d", s->err);
 	cr_assert_eq(*(volatile uint64_t *)shmq_array_data(a), 4242);
 	/* The parent's, the child's inherited one and the child's own. */
-	cr_assert_eq(hstat(h).handles, 3, "handles %u", hstat(h).handles);
+	cr_assert_eq(t_hstat(h).handles, 3, "handles %u", t_hstat(h).handles);
 	t_set(&s->release, 1);
 	int st;
 	cr_assert_eq(t_wait(pid, &st, LIVE), 0);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child exit %d", WEXITSTATUS(st));
-	cr_assert_eq(hstat(h).handles, 1);
-	cr_assert_eq(hstat(h).objects, 1);
+	cr_assert_eq(t_hstat(h).handles, 1);
+	cr_assert_eq(t_hstat(h).objects, 1);
 	shmq_array_close(a);
 	shmq_heap_close(h);
 	shmq_unlink(s->name);
@@ -647,7 +625,7 @@ Test(heap, forked_child_opens_by_name, .timeout = T_TIMEOUT(30))
 
 Test(object, every_kind_create_open_name_close)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	for (int k = 0; k < K_N; k++) {
 		char name[32];
 		snprintf(name, sizeof(name), "obj-%s", kind_str[k]);
@@ -661,22 +639,22 @@ Test(object, every_kind_create_open_name_close)
 		close_ok(k, o2);
 		close_ok(k, o);
 	}
-	cr_assert_eq(hstat(h).objects, K_N, "named objects live on after their last close");
+	cr_assert_eq(t_hstat(h).objects, K_N, "named objects live on after their last close");
 	for (int k = 0; k < K_N; k++) {
 		char name[32];
 		snprintf(name, sizeof(name), "obj-%s", kind_str[k]);
 		cr_assert_eq(shmq_heap_remove(h, name), 0);
 	}
-	cr_assert_eq(hstat(h).objects, 0);
+	cr_assert_eq(t_hstat(h).objects, 0);
 	cr_assert_eq(shmq_heap_close(h), 0);
 }
 
 Test(object, names_unique_across_kinds_eexist)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	for (int k = 0; k < K_N; k++) {
 		void *o = create_ok(h, k, "same");
-		struct shmq_heap_stat before = hstat(h), once = before;
+		struct shmq_heap_stat before = t_hstat(h), once = before;
 		for (int round = 0; round < 100; round++) {
 			for (int k2 = 0; k2 < K_N; k2++) {
 				void *o2 = NULL;
@@ -685,9 +663,9 @@ Test(object, names_unique_across_kinds_eexist)
 					     kind_str[k], kind_str[k2], r);
 			}
 			if (round == 0)
-				once = hstat(h);
+				once = t_hstat(h);
 		}
-		struct shmq_heap_stat after = hstat(h);
+		struct shmq_heap_stat after = t_hstat(h);
 		ASSERT_LIVE_EQ(before, after, "failed creates");
 		cr_assert_eq(once.used, after.used, "100 rounds of failed creates: used %llu -> %llu",
 			     (unsigned long long)once.used, (unsigned long long)after.used);
@@ -695,7 +673,7 @@ Test(object, names_unique_across_kinds_eexist)
 		cr_assert_eq(shmq_heap_remove(h, "same"), 0);
 	}
 	/* The same name in another heap is another object. */
-	shmq_heap *h2 = mkheap(NULL, 0);
+	shmq_heap *h2 = t_mkheap(NULL, 0);
 	shmq_array *a = array_ok(h, "n", 8), *b = array_ok(h2, "n", 8);
 	*(volatile uint64_t *)shmq_array_data(a) = 1;
 	*(volatile uint64_t *)shmq_array_data(b) = 2;
@@ -708,20 +686,20 @@ Test(object, names_unique_across_kinds_eexist)
 
 Test(object, open_missing_name_enoent_every_kind)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	for (int k = 0; k < K_N; k++) {
 		void *o = (void *)1;
 		int r = obj_open(h, k, "nope", &o);
 		cr_assert_eq(r, -ENOENT, "%s_open(nope): %d", kind_str[k], r);
 	}
 	cr_assert_eq(shmq_heap_remove(h, "nope"), -ENOENT);
-	cr_assert_eq(hstat(h).handles, 1);
+	cr_assert_eq(t_hstat(h).handles, 1);
 	shmq_heap_close(h);
 }
 
 Test(object, open_name_of_another_kind_einval)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	void *objs[K_N];
 	for (int k = 0; k < K_N; k++)
 		objs[k] = create_ok(h, k, kind_str[k]);
@@ -740,7 +718,7 @@ Test(object, open_name_of_another_kind_einval)
 
 Test(object, name_length_limits)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	char max[SHMQ_NAME_MAX], over[SHMQ_NAME_MAX + 1], way_over[1000];
 	memset(max, 'm', sizeof(max) - 1);
 	max[sizeof(max) - 1] = 0; /* SHMQ_NAME_MAX - 1 bytes: the longest */
@@ -750,14 +728,14 @@ Test(object, name_length_limits)
 	way_over[sizeof(way_over) - 1] = 0;
 	for (int k = 0; k < K_N; k++) {
 		void *o = NULL;
-		struct shmq_heap_stat before = hstat(h);
+		struct shmq_heap_stat before = t_hstat(h);
 		cr_assert_eq(obj_create(h, k, "", &o), -EINVAL, "%s: empty name", kind_str[k]);
 		cr_assert_eq(obj_create(h, k, over, &o), -EINVAL, "%s: %u bytes", kind_str[k],
 			     SHMQ_NAME_MAX);
 		cr_assert_eq(obj_create(h, k, way_over, &o), -EINVAL, "%s: 999 bytes", kind_str[k]);
 		cr_assert_eq(obj_open(h, k, "", &o), -EINVAL, "%s_open: empty", kind_str[k]);
 		cr_assert_eq(obj_open(h, k, over, &o), -EINVAL, "%s_open: too long", kind_str[k]);
-		ASSERT_LIVE_EQ(before, hstat(h), "failed creates");
+		ASSERT_LIVE_EQ(before, t_hstat(h), "failed creates");
 		max[0] = (char)('a' + k); /* unique per kind */
 		o = create_ok(h, k, max);
 		cr_assert_str_eq(obj_name(k, o), max);
@@ -768,13 +746,13 @@ Test(object, name_length_limits)
 	}
 	cr_assert_eq(shmq_heap_remove(h, ""), -EINVAL);
 	cr_assert_eq(shmq_heap_remove(h, over), -EINVAL);
-	cr_assert_eq(hstat(h).objects, 0);
+	cr_assert_eq(t_hstat(h).objects, 0);
 	shmq_heap_close(h);
 }
 
 Test(object, null_arguments_einval)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_lock *l = NULL;
 	shmq_sem *s = NULL;
 	shmq_cond *c = NULL;
@@ -806,7 +784,7 @@ Test(object, null_arguments_einval)
 	cr_assert_eq(shmq_event_close(NULL), -EINVAL);
 	cr_assert_eq(shmq_barrier_close(NULL), -EINVAL);
 	cr_assert_eq(shmq_array_close(NULL), -EINVAL);
-	struct shmq_heap_stat st = hstat(h);
+	struct shmq_heap_stat st = t_hstat(h);
 	cr_assert_eq(st.objects, 0, "a failed create left %u objects", st.objects);
 	/* "x" was never created by any of the failed calls. */
 	cr_assert_eq(shmq_lock_open(h, "x", &l), -ENOENT);
@@ -850,7 +828,7 @@ static int child_opens_anonymous(void *arg)
 
 Test(object, anonymous_names_unique_and_openable_by_another_process, .timeout = T_TIMEOUT(30))
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	struct anon_sh *s = t_shared(sizeof(*s));
 	void *objs[K_N * ANON_PER_KIND];
 	for (int i = 0; i < K_N * ANON_PER_KIND; i++) {
@@ -869,7 +847,7 @@ Test(object, anonymous_names_unique_and_openable_by_another_process, .timeout = 
 		void *o2 = open_ok(h, k, n);
 		close_ok(k, o2);
 	}
-	cr_assert_eq(hstat(h).objects, K_N * ANON_PER_KIND);
+	cr_assert_eq(t_hstat(h).objects, K_N * ANON_PER_KIND);
 	/* A name given to an anonymous object is taken: a named create fails. */
 	void *o = NULL;
 	cr_assert_eq(obj_create(h, K_LOCK, s->names[0], &o), -EEXIST);
@@ -886,24 +864,24 @@ Test(object, anonymous_names_unique_and_openable_by_another_process, .timeout = 
 			     0xc0de0000u + (uint32_t)i, "the child opened another array");
 	for (int i = 0; i < K_N * ANON_PER_KIND; i++)
 		close_ok(i / ANON_PER_KIND, objs[i]);
-	cr_assert_eq(hstat(h).objects, 0);
+	cr_assert_eq(t_hstat(h).objects, 0);
 	shmq_heap_close(h);
 }
 
 Test(object, anonymous_object_freed_at_last_close)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	for (int k = 0; k < K_N; k++) {
-		cr_assert_eq(hstat(h).objects, 0);
+		cr_assert_eq(t_hstat(h).objects, 0);
 		void *o = create_ok(h, k, NULL);
 		char name[SHMQ_NAME_MAX];
 		snprintf(name, sizeof(name), "%s", obj_name(k, o));
-		cr_assert_eq(hstat(h).objects, 1);
+		cr_assert_eq(t_hstat(h).objects, 1);
 		void *o2 = open_ok(h, k, name);
 		close_ok(k, o);
-		cr_assert_eq(hstat(h).objects, 1, "%s freed while a handle is open", kind_str[k]);
+		cr_assert_eq(t_hstat(h).objects, 1, "%s freed while a handle is open", kind_str[k]);
 		close_ok(k, o2);
-		cr_assert_eq(hstat(h).objects, 0, "anonymous %s not freed at its last close",
+		cr_assert_eq(t_hstat(h).objects, 0, "anonymous %s not freed at its last close",
 			     kind_str[k]);
 		void *o3 = NULL;
 		cr_assert_eq(obj_open(h, k, name, &o3), -ENOENT, "freed %s still opens",
@@ -915,14 +893,14 @@ Test(object, anonymous_object_freed_at_last_close)
 
 Test(object, named_object_lives_until_remove_and_last_close)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	for (int k = 0; k < K_N; k++) {
 		void *o = create_ok(h, k, "named");
 		close_ok(k, o);
-		cr_assert_eq(hstat(h).objects, 1, "named %s freed at close", kind_str[k]);
+		cr_assert_eq(t_hstat(h).objects, 1, "named %s freed at close", kind_str[k]);
 		o = open_ok(h, k, "named");
 		cr_assert_eq(shmq_heap_remove(h, "named"), 0);
-		cr_assert_eq(hstat(h).objects, 1, "removed %s freed while a handle is open",
+		cr_assert_eq(t_hstat(h).objects, 1, "removed %s freed while a handle is open",
 			     kind_str[k]);
 		void *o2 = NULL;
 		cr_assert_eq(obj_open(h, k, "named", &o2), -ENOENT, "removed %s still opens",
@@ -930,14 +908,14 @@ Test(object, named_object_lives_until_remove_and_last_close)
 		cr_assert_eq(shmq_heap_remove(h, "named"), -ENOENT, "removed twice");
 		/* The name is free for a new object while the old one lives. */
 		void *fresh = create_ok(h, k, "named");
-		cr_assert_eq(hstat(h).objects, 2);
+		cr_assert_eq(t_hstat(h).objects, 2);
 		close_ok(k, o);
-		cr_assert_eq(hstat(h).objects, 1, "removed %s not freed at its last close",
+		cr_assert_eq(t_hstat(h).objects, 1, "removed %s not freed at its last close",
 			     kind_str[k]);
 		close_ok(k, fresh);
-		cr_assert_eq(hstat(h).objects, 1);
+		cr_assert_eq(t_hstat(h).objects, 1);
 		cr_assert_eq(shmq_heap_remove(h, "named"), 0);
-		cr_assert_eq(hstat(h).objects, 0, "remove without handles did not free it");
+		cr_assert_eq(t_hstat(h).objects, 0, "remove without handles did not free it");
 	}
 	shmq_heap_close(h);
 }
@@ -946,7 +924,7 @@ Test(object, named_object_lives_until_remove_and_last_close)
  * created under the same name. */
 Test(object, old_handle_of_removed_object_still_works)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_array *a = array_ok(h, "old", 16);
 	((volatile char *)shmq_array_data(a))[0] = 'o';
 	cr_assert_eq(shmq_heap_remove(h, "old"), 0);
@@ -962,12 +940,12 @@ Test(object, old_handle_of_removed_object_still_works)
 
 Test(object, heap_close_with_open_objects_ebusy_changes_nothing)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	for (int k = 0; k < K_N; k++) {
 		void *o = create_ok(h, k, NULL);
-		struct shmq_heap_stat before = hstat(h);
+		struct shmq_heap_stat before = t_hstat(h);
 		cr_assert_eq(shmq_heap_close(h), -EBUSY, "heap_close with a %s open", kind_str[k]);
-		ASSERT_STAT_EQ(before, hstat(h), "heap_close -EBUSY");
+		ASSERT_STAT_EQ(before, t_hstat(h), "heap_close -EBUSY");
 		/* Still fully usable. */
 		void *o2 = open_ok(h, k, obj_name(k, o));
 		close_ok(k, o2);
@@ -988,7 +966,7 @@ Test(object, heap_close_with_open_objects_ebusy_changes_nothing)
 
 Test(object, twenty_thousand_named_objects_found_by_name, .timeout = T_TIMEOUT(60))
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	for (uint32_t i = 0; i < MANY; i++) {
 		char name[32];
 		snprintf(name, sizeof(name), "item-%u", i);
@@ -999,14 +977,14 @@ Test(object, twenty_thousand_named_objects_found_by_name, .timeout = T_TIMEOUT(6
 		*(uint32_t *)shmq_array_data(a) = i;
 		shmq_array_close(a);
 	}
-	cr_assert_eq(hstat(h).objects, MANY);
+	cr_assert_eq(t_hstat(h).objects, MANY);
 	for (uint32_t i = 0; i < MANY; i += 2) {
 		char name[32];
 		snprintf(name, sizeof(name), "item-%u", i);
 		if (shmq_heap_remove(h, name) != 0)
 			cr_assert_fail("remove %s", name);
 	}
-	cr_assert_eq(hstat(h).objects, MANY / 2);
+	cr_assert_eq(t_hstat(h).objects, MANY / 2);
 	for (uint32_t i = 0; i < MANY; i++) {
 		char name[32];
 		snprintf(name, sizeof(name), "item-%u", i);
@@ -1062,7 +1040,7 @@ static int name_racer(void *arg)
 Test(object, racing_creates_of_one_name_exactly_one_wins, .timeout = T_TIMEOUT(60))
 {
 	struct race_sh *s = t_shared(sizeof(*s));
-	s->h = mkheap(NULL, 0);
+	s->h = t_mkheap(NULL, 0);
 	pid_t p[RACE_PROCS];
 	for (int i = 0; i < RACE_PROCS; i++)
 		p[i] = t_fork(name_racer, s);
@@ -1075,7 +1053,7 @@ Test(object, racing_creates_of_one_name_exactly_one_wins, .timeout = T_TIMEOUT(6
 	}
 	for (int i = 0; i < RACE_NAMES; i++)
 		cr_assert_eq(s->wins[i], 1, "race-%d created %u times", i, s->wins[i]);
-	cr_assert_eq(hstat(s->h).objects, RACE_NAMES);
+	cr_assert_eq(t_hstat(s->h).objects, RACE_NAMES);
 	shmq_heap_close(s->h);
 }
 
@@ -1083,14 +1061,14 @@ Test(object, racing_creates_of_one_name_exactly_one_wins, .timeout = T_TIMEOUT(6
  * name removed, the condition still works, and both go at the last close. */
 Test(object, condition_keeps_its_lock_alive)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_lock *l = NULL;
 	shmq_cond *c = NULL;
 	cr_assert_eq(shmq_lock_create(h, "the-lock", 0, &l), 0);
 	cr_assert_eq(shmq_cond_create(h, "the-cond", l, &c), 0);
 	cr_assert_eq(shmq_lock_close(l), 0);
 	cr_assert_eq(shmq_heap_remove(h, "the-lock"), 0);
-	cr_assert_eq(hstat(h).objects, 2, "the condition's lock was freed under it");
+	cr_assert_eq(t_hstat(h).objects, 2, "the condition's lock was freed under it");
 	shmq_lock *cl = shmq_cond_lock(c);
 	cr_assert_eq(shmq_lock_acquire(cl, 0), 0);
 	cr_assert_eq(shmq_cond_wait(c, 1 * T_MS), -ETIMEDOUT);
@@ -1098,14 +1076,14 @@ Test(object, condition_keeps_its_lock_alive)
 	cr_assert_eq(shmq_cond_close(c), 0);
 	/* The named condition stays, and with it its lock: opened again, it
 	 * comes with a working lock. */
-	cr_assert_eq(hstat(h).objects, 2);
+	cr_assert_eq(t_hstat(h).objects, 2);
 	cr_assert_eq(shmq_cond_open(h, "the-cond", &c), 0);
 	cr_assert_eq(shmq_lock_acquire(shmq_cond_lock(c), 0), 0);
 	cr_assert_eq(shmq_cond_notify(c, 1), 0);
 	cr_assert_eq(shmq_lock_release(shmq_cond_lock(c)), 0);
 	cr_assert_eq(shmq_cond_close(c), 0);
 	cr_assert_eq(shmq_heap_remove(h, "the-cond"), 0);
-	cr_assert_eq(hstat(h).objects, 0, "the condition and its lock not freed");
+	cr_assert_eq(t_hstat(h).objects, 0, "the condition and its lock not freed");
 	cr_assert_eq(shmq_heap_close(h), 0);
 }
 
@@ -1144,7 +1122,7 @@ out:
 Test(fork, child_uses_parent_handles_without_reopening, .timeout = T_TIMEOUT(30))
 {
 	struct fork_sh *s = t_shared(sizeof(*s));
-	s->h = mkheap(NULL, 0);
+	s->h = t_mkheap(NULL, 0);
 	cr_assert_eq(shmq_lock_create(s->h, NULL, 0, &s->l), 0);
 	cr_assert_eq(shmq_sem_create(s->h, NULL, 0, 0, 0, &s->s), 0);
 	cr_assert_eq(shmq_event_create(s->h, NULL, &s->e), 0);
@@ -1160,14 +1138,14 @@ Test(fork, child_uses_parent_handles_without_reopening, .timeout = T_TIMEOUT(30)
 	cr_assert_eq(shmq_lock_acquire(s->l, 0), 0);
 	cr_assert_eq(*(volatile uint64_t *)shmq_array_data(s->a), 42);
 	shmq_lock_release(s->l);
-	struct shmq_heap_stat hs = hstat(s->h); /* the child's handles died with it */
+	struct shmq_heap_stat hs = t_hstat(s->h); /* the child's handles died with it */
 	cr_assert_eq(hs.handles, 1, "handles %u after the child exited", hs.handles);
 	cr_assert_eq(hs.objects, 4);
 	shmq_lock_close(s->l);
 	shmq_sem_close(s->s);
 	shmq_event_close(s->e);
 	shmq_array_close(s->a);
-	cr_assert_eq(hstat(s->h).objects, 0);
+	cr_assert_eq(t_hstat(s->h).objects, 0);
 	shmq_heap_close(s->h);
 }
 
@@ -1195,24 +1173,24 @@ static int child_keeps_inherited(void *arg)
 Test(fork, child_holds_inherited_handles_after_parent_closes_its_own, .timeout = T_TIMEOUT(30))
 {
 	struct fork_sh *s = t_shared(sizeof(*s));
-	s->h = mkheap(NULL, 0);
+	s->h = t_mkheap(NULL, 0);
 	cr_assert_eq(shmq_array_create(s->h, NULL, 8, 0, &s->a), 0);
 	cr_assert_eq(shmq_lock_create(s->h, NULL, 0, &s->l), 0);
 	*(volatile uint64_t *)shmq_array_data(s->a) = 7;
 	pid_t pid = t_fork(child_keeps_inherited, s);
 	cr_assert_eq(t_await(&s->ready, 1, LIVE), 0);
-	cr_assert_eq(hstat(s->h).handles, 2, "the child's inherited heap handle");
+	cr_assert_eq(t_hstat(s->h).handles, 2, "the child's inherited heap handle");
 	cr_assert_eq(shmq_array_close(s->a), 0);
 	cr_assert_eq(shmq_lock_close(s->l), 0);
-	cr_assert_eq(hstat(s->h).objects, 2, "anonymous objects freed while the child holds them");
+	cr_assert_eq(t_hstat(s->h).objects, 2, "anonymous objects freed while the child holds them");
 	t_set(&s->go, 1);
 	cr_assert_eq(t_await(&s->done, 1, LIVE), 0, "child failed (state %c)", t_proc_state(pid));
-	cr_assert_eq(hstat(s->h).objects, 0, "not freed at the child's last close");
+	cr_assert_eq(t_hstat(s->h).objects, 0, "not freed at the child's last close");
 	t_set(&s->go, 2);
 	int st;
 	cr_assert_eq(t_wait(pid, &st, LIVE), 0);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child exit %d", WEXITSTATUS(st));
-	cr_assert_eq(hstat(s->h).handles, 1);
+	cr_assert_eq(t_hstat(s->h).handles, 1);
 	shmq_heap_close(s->h);
 }
 
@@ -1243,14 +1221,14 @@ static int child_creates_and_waits(void *arg)
 static void dead_child_releases(bool reap_first, bool exit_normally)
 {
 	struct fork_sh *s = t_shared(sizeof(*s));
-	s->h = mkheap(NULL, 0);
+	s->h = t_mkheap(NULL, 0);
 	shmq_array *parents = array_ok(s->h, "parents", 8);
-	struct shmq_heap_stat before = hstat(s->h);
+	struct shmq_heap_stat before = t_hstat(s->h);
 	pid_t pid = t_fork(child_creates_and_waits, s);
 	cr_assert_eq(t_await(&s->ready, 1, LIVE), 0);
 	cr_assert_eq(s->err, 0, "child create: %d", s->err);
-	cr_assert_eq(hstat(s->h).objects, 1 + 2 * K_N);
-	cr_assert_eq(hstat(s->h).handles, 2);
+	cr_assert_eq(t_hstat(s->h).objects, 1 + 2 * K_N);
+	cr_assert_eq(t_hstat(s->h).handles, 2);
 	/* They are real objects: the parent opens one (and closes it again). */
 	void *o = open_ok(s->h, K_LOCK, s->names[K_LOCK]);
 	close_ok(K_LOCK, o);
@@ -1268,7 +1246,7 @@ static void dead_child_releases(bool reap_first, bool exit_normally)
 			t_nap(T_MS);
 		cr_assert_eq(t_proc_state(pid), 'Z');
 	}
-	struct shmq_heap_stat after = hstat(s->h); /* notices the death */
+	struct shmq_heap_stat after = t_hstat(s->h); /* notices the death */
 	cr_assert_eq(after.objects, before.objects,
 		     "%u objects after the child's death, %u before it (not released)",
 		     after.objects, before.objects);
@@ -1280,7 +1258,7 @@ static void dead_child_releases(bool reap_first, bool exit_normally)
 	}
 	if (!reap_first)
 		cr_assert_eq(t_wait(pid, &st, LIVE), 0);
-	cr_assert_eq(hstat(s->h).objects, 1, "the parent's own object went too");
+	cr_assert_eq(t_hstat(s->h).objects, 1, "the parent's own object went too");
 	shmq_array_close(parents);
 	cr_assert_eq(shmq_heap_remove(s->h, "parents"), 0);
 	shmq_heap_close(s->h);
@@ -1305,7 +1283,7 @@ Test(fork, child_exiting_without_closing_releases_its_objects, .timeout = T_TIME
  * released though it is still alive. */
 Test(fork, child_that_execs_releases_its_handles, .timeout = T_TIMEOUT(30))
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	int p[2];
 	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
 	pid_t parent = getpid();
@@ -1339,7 +1317,7 @@ Test(fork, child_that_execs_releases_its_handles, .timeout = T_TIMEOUT(30))
 	close(p[0]);
 	char state = t_proc_state(pid);
 	cr_assert(state != 'Z' && state != 0, "the exec'd child died (state %c)", state);
-	struct shmq_heap_stat st = hstat(h);
+	struct shmq_heap_stat st = t_hstat(h);
 	cr_assert_eq(st.objects, 0, "%u objects of an exec'd child still live", st.objects);
 	cr_assert_eq(st.handles, 1, "the exec'd child's handle is still counted");
 	shmq_lock *l = NULL;
@@ -1352,8 +1330,8 @@ Test(fork, child_that_execs_releases_its_handles, .timeout = T_TIMEOUT(30))
 
 Test(growth, size_small_at_start_grows_on_demand, .timeout = T_TIMEOUT(30))
 {
-	shmq_heap *h = mkheap(NULL, 0);
-	struct shmq_heap_stat st = hstat(h);
+	shmq_heap *h = t_mkheap(NULL, 0);
+	struct shmq_heap_stat st = t_hstat(h);
 	/* Small: header, participant table, one growth step (not 1 GiB). */
 	cr_assert_leq(st.size, 2 * MiB, "a new heap already has %llu bytes",
 		      (unsigned long long)st.size);
@@ -1369,7 +1347,7 @@ Test(growth, size_small_at_start_grows_on_demand, .timeout = T_TIMEOUT(30))
 		cr_assert_eq(d[8 * MiB - 1], 0);
 		memset((void *)d, i + 1, 8 * MiB); /* every page is backed: no SIGBUS */
 	}
-	st = hstat(h);
+	st = t_hstat(h);
 	cr_assert_geq(st.size, 32 * MiB, "size %llu after 32 MiB of arrays",
 		      (unsigned long long)st.size);
 	cr_assert_geq(st.used, 32 * MiB);
@@ -1389,7 +1367,7 @@ Test(growth, size_small_at_start_grows_on_demand, .timeout = T_TIMEOUT(30))
  * small sees objects created after it grew. */
 Test(growth, handle_opened_when_small_sees_later_big_objects, .timeout = T_TIMEOUT(30))
 {
-	shmq_heap *h = mkheap(NULL, 0), *h2 = NULL;
+	shmq_heap *h = t_mkheap(NULL, 0), *h2 = NULL;
 	cr_assert_eq(shmq_heap_open_fd(shmq_heap_fd(h), 0, &h2), 0);
 	shmq_array *a = array_ok(h, "big", 16 * MiB), *b = NULL;
 	((volatile unsigned char *)shmq_array_data(a))[16 * MiB - 1] = 0x5a;
@@ -1405,14 +1383,14 @@ Test(growth, handle_opened_when_small_sees_later_big_objects, .timeout = T_TIMEO
 
 Test(growth, full_heap_enospc_changes_nothing, .timeout = T_TIMEOUT(60))
 {
-	shmq_heap *h = mkheap(NULL, 4 * MiB);
+	shmq_heap *h = t_mkheap(NULL, 4 * MiB);
 	shmq_array *a[200];
 	unsigned n = 0;
 	struct shmq_heap_stat before;
 	int r;
 	for (;;) {
 		cr_assert_lt(n, 200, "a 4 MiB heap holds more than 200 arrays of 64 KiB");
-		before = hstat(h);
+		before = t_hstat(h);
 		r = shmq_array_create(h, NULL, FULL_CHUNK, 0, &a[n]);
 		if (r != 0)
 			break;
@@ -1421,14 +1399,14 @@ Test(growth, full_heap_enospc_changes_nothing, .timeout = T_TIMEOUT(60))
 	}
 	cr_assert_eq(r, -ENOSPC, "array_create in a full heap: %d", r);
 	cr_assert_geq(n, 16, "only %u arrays of 64 KiB in a 4 MiB heap", n);
-	struct shmq_heap_stat after = hstat(h);
+	struct shmq_heap_stat after = t_hstat(h);
 	ASSERT_STAT_EQ(before, after, "failed array_create");
 	cr_assert_leq(after.size, 4 * MiB);
 	/* Other kinds and sizes fail alike, and change nothing either. */
 	shmq_array *x = NULL;
 	cr_assert_eq(shmq_array_create(h, NULL, 1 * MiB, 0, &x), -ENOSPC);
 	cr_assert_eq(shmq_array_create(h, "named", 1 * MiB, 0, &x), -ENOSPC);
-	ASSERT_STAT_EQ(before, hstat(h), "more failed creates");
+	ASSERT_STAT_EQ(before, t_hstat(h), "more failed creates");
 	cr_assert_eq(shmq_array_open(h, "named", &x), -ENOENT, "a failed create left its name");
 	/* The arrays made before are intact. */
 	for (unsigned i = 0; i < n; i++) {
@@ -1450,21 +1428,21 @@ Test(growth, full_heap_enospc_changes_nothing, .timeout = T_TIMEOUT(60))
 			cr_assert_fail("reused array not zero-filled at byte %zu: %u", j, d[j]);
 	for (unsigned i = 0; i < n; i++)
 		shmq_array_close(a[i]);
-	cr_assert_eq(hstat(h).objects, 0);
+	cr_assert_eq(t_hstat(h).objects, 0);
 	shmq_heap_close(h);
 }
 
 Test(growth, arrays_larger_than_the_heap_fail_cleanly)
 {
-	shmq_heap *h = mkheap(NULL, 4 * MiB);
-	struct shmq_heap_stat before = hstat(h);
+	shmq_heap *h = t_mkheap(NULL, 4 * MiB);
+	struct shmq_heap_stat before = t_hstat(h);
 	shmq_array *a = NULL;
 	size_t sizes[] = { 4 * MiB, 4 * MiB + 1, 1ull << 40, SIZE_MAX / 2, SIZE_MAX - 63, SIZE_MAX };
 	for (unsigned i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		int r = shmq_array_create(h, "huge", sizes[i], 0, &a);
 		cr_assert(r == -ENOSPC || r == -EINVAL || r == -ENOMEM,
 			  "array_create(%zu) in a 4 MiB heap: %d", sizes[i], r);
-		ASSERT_STAT_EQ(before, hstat(h), "failed huge create");
+		ASSERT_STAT_EQ(before, t_hstat(h), "failed huge create");
 	}
 	cr_assert_eq(shmq_array_open(h, "huge", &a), -ENOENT);
 	a = array_ok(h, "fits", 1 * MiB);
@@ -1478,19 +1456,19 @@ Test(growth, arrays_larger_than_the_heap_fail_cleanly)
 
 Test(reclaim, million_anonymous_locks_in_bounded_memory, .timeout = T_TIMEOUT(120))
 {
-	shmq_heap *h = mkheap(NULL, 0);
-	uint64_t start_used = hstat(h).used;
+	shmq_heap *h = t_mkheap(NULL, 0);
+	uint64_t start_used = t_hstat(h).used;
 	for (int i = 0; i < CHURN; i++) {
 		shmq_lock *l = NULL;
 		int r = shmq_lock_create(h, NULL, 0, &l);
 		if (r != 0)
 			cr_assert_fail("create %d: %d (used %llu)", i, r,
-				       (unsigned long long)hstat(h).used);
+				       (unsigned long long)t_hstat(h).used);
 		r = shmq_lock_close(l);
 		if (r != 0)
 			cr_assert_fail("close %d: %d", i, r);
 	}
-	struct shmq_heap_stat st = hstat(h);
+	struct shmq_heap_stat st = t_hstat(h);
 	cr_assert_eq(st.objects, 0);
 	cr_assert_lt(st.used, 1 * MiB, "%d locks created and closed: %llu bytes used (%llu at start)",
 		     CHURN, (unsigned long long)st.used, (unsigned long long)start_used);
@@ -1499,13 +1477,13 @@ Test(reclaim, million_anonymous_locks_in_bounded_memory, .timeout = T_TIMEOUT(12
 
 Test(reclaim, million_small_arrays_in_bounded_memory, .timeout = T_TIMEOUT(120))
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	for (int i = 0; i < CHURN; i++) {
 		shmq_array *a = NULL;
 		int r = shmq_array_create(h, NULL, 64, i & 1 ? SHMQ_NOLOCK : 0, &a);
 		if (r != 0)
 			cr_assert_fail("create %d: %d (used %llu)", i, r,
-				       (unsigned long long)hstat(h).used);
+				       (unsigned long long)t_hstat(h).used);
 		uint64_t *d = shmq_array_data(a);
 		if (d[0] || d[7])
 			cr_assert_fail("array %d not zero-filled", i);
@@ -1513,7 +1491,7 @@ Test(reclaim, million_small_arrays_in_bounded_memory, .timeout = T_TIMEOUT(120))
 		if (shmq_array_close(a) != 0)
 			cr_assert_fail("close %d", i);
 	}
-	struct shmq_heap_stat st = hstat(h);
+	struct shmq_heap_stat st = t_hstat(h);
 	cr_assert_eq(st.objects, 0);
 	cr_assert_lt(st.used, 1 * MiB, "%d arrays created and closed: %llu bytes used", CHURN,
 		     (unsigned long long)st.used);
@@ -1522,7 +1500,7 @@ Test(reclaim, million_small_arrays_in_bounded_memory, .timeout = T_TIMEOUT(120))
 
 Test(reclaim, named_create_close_remove_cycles_in_bounded_memory, .timeout = T_TIMEOUT(120))
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	for (int i = 0; i < 200000; i++) {
 		char name[32];
 		snprintf(name, sizeof(name), "n%d", i % 7);
@@ -1533,7 +1511,7 @@ Test(reclaim, named_create_close_remove_cycles_in_bounded_memory, .timeout = T_T
 		if (shmq_sem_close(s) != 0 || shmq_heap_remove(h, name) != 0)
 			cr_assert_fail("close/remove %d", i);
 	}
-	struct shmq_heap_stat st = hstat(h);
+	struct shmq_heap_stat st = t_hstat(h);
 	cr_assert_eq(st.objects, 0);
 	cr_assert_lt(st.used, 1 * MiB, "used %llu", (unsigned long long)st.used);
 	shmq_heap_close(h);
@@ -1555,7 +1533,7 @@ static int idle_holder(void *arg)
 
 Test(reclaim, idle_process_holding_the_heap_does_not_block_reuse, .timeout = T_TIMEOUT(120))
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	struct idle_sh *s = t_shared(sizeof(*s));
 	pid_t pid = t_fork(idle_holder, s);
 	cr_assert_eq(t_await(&s->ready, 1, LIVE), 0);
@@ -1567,7 +1545,7 @@ Test(reclaim, idle_process_holding_the_heap_does_not_block_reuse, .timeout = T_T
 		if (shmq_array_close(a) != 0)
 			cr_assert_fail("close %d", i);
 	}
-	struct shmq_heap_stat st = hstat(h);
+	struct shmq_heap_stat st = t_hstat(h);
 	t_set(&s->go, 1);
 	int wst;
 	cr_assert_eq(t_wait(pid, &wst, LIVE), 0);
@@ -1619,7 +1597,7 @@ static int churner(void *arg)
 Test(reclaim, two_processes_churning_in_bounded_memory, .timeout = T_TIMEOUT(120))
 {
 	struct churn_sh *s = t_shared(sizeof(*s));
-	s->h = mkheap(NULL, 0);
+	s->h = t_mkheap(NULL, 0);
 	pid_t p[2];
 	for (int i = 0; i < 2; i++)
 		p[i] = t_fork(churner, s);
@@ -1631,7 +1609,7 @@ Test(reclaim, two_processes_churning_in_bounded_memory, .timeout = T_TIMEOUT(120
 		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "churner %d: exit %d, err %d", i,
 			  WEXITSTATUS(st), s->err);
 	}
-	struct shmq_heap_stat st = hstat(s->h);
+	struct shmq_heap_stat st = t_hstat(s->h);
 	cr_assert_eq(st.objects, 0);
 	cr_assert_eq(st.handles, 1);
 	cr_assert_lt(st.used, 1 * MiB, "used %llu", (unsigned long long)st.used);
@@ -1644,12 +1622,12 @@ Test(reclaim, two_processes_churning_in_bounded_memory, .timeout = T_TIMEOUT(120
  * the bytes its allocator had carved (NULL: not wanted). */
 static off_t make_closed_heap_used(const char *name, uint64_t *used)
 {
-	shmq_heap *h = mkheap(name, 0);
+	shmq_heap *h = t_mkheap(name, 0);
 	shmq_array *a = array_ok(h, "payload", 256 * KiB);
 	memset(shmq_array_data(a), 0x77, 256 * KiB);
 	shmq_array_close(a);
 	if (used)
-		*used = hstat(h).used;
+		*used = t_hstat(h).used;
 	cr_assert_eq(shmq_heap_close(h), 0);
 	/* Sanity: intact, it opens. */
 	cr_assert_eq(shmq_heap_open(name, 0, &h), 0, "the intact heap does not open");
@@ -1889,7 +1867,7 @@ Test(hostile, scribbled_live_heap_calls_return_never_crash, .timeout = T_TIMEOUT
 {
 	static char name[64];
 	snprintf(name, sizeof(name), "%.60s", t_name("scribble"));
-	shmq_heap *h = mkheap(name, 0);
+	shmq_heap *h = t_mkheap(name, 0);
 	shmq_lock *l = NULL;
 	shmq_sem *s = NULL;
 	shmq_array *a = array_ok(h, "payload", 4096);

@@ -23,34 +23,6 @@
 
 /* ================================================================ helpers == */
 
-static shmq_heap *mkheap(const char *name, uint64_t max_size)
-{
-	struct shmq_heap_attr a;
-	shmq_heap_attr_init(&a);
-	a.max_size = max_size;
-	shmq_heap *h = NULL;
-	int r = shmq_heap_create(name, &a, &h);
-	cr_assert_eq(r, 0, "heap_create(%s, max %llu): %d", name ? name : "NULL",
-		     (unsigned long long)max_size, r);
-	cr_assert_not_null(h);
-	return h;
-}
-
-static struct shmq_heap_stat hstat(shmq_heap *h)
-{
-	struct shmq_heap_stat st;
-	memset(&st, 0xa5, sizeof(st));
-	int r = shmq_heap_stat(h, &st);
-	cr_assert_eq(r, 0, "heap_stat: %d", r);
-	return st;
-}
-
-static uint64_t live_bytes(shmq_heap *h)
-{
-	struct shmq_heap_stat st = hstat(h);
-	return st.used - st.free;
-}
-
 static shmq_list *mklist(shmq_heap *h, const char *name)
 {
 	shmq_list *l = NULL;
@@ -175,7 +147,7 @@ static struct sh *sh_new(uint64_t max_size)
 {
 	struct sh *s = t_shared(sizeof(*s));
 	cr_assert_not_null(s);
-	s->h = mkheap(NULL, max_size);
+	s->h = t_mkheap(NULL, max_size);
 	s->l = mklist(s->h, NULL);
 	return s;
 }
@@ -200,22 +172,6 @@ static void fail(struct sh *s, int where, int err)
 	s->err_where = where;
 	s->last_err = err;
 	atomic_fetch_add(&s->errors, 1);
-}
-
-#define ASSERT_NO_ERRORS(s)                                                               \
-	cr_assert_eq((s)->errors, 0, "%u errors in children, last: %d at check %d",       \
-		     (s)->errors, (s)->last_err, (s)->err_where)
-
-static void reap_ok(pid_t pid, const char *who, int64_t timeout)
-{
-	int st;
-	int r = t_wait(pid, &st, timeout);
-	if (r < 0)
-		t_kill_reap(pid);
-	cr_assert_eq(r, 0, "%s did not exit (hang)", who);
-	char sb[32];
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: %s", who,
-		  t_status_str(st, sb, sizeof(sb)));
 }
 
 static void run_kids(struct sh *s, int n, int (*fn)(void *), pid_t *pids)
@@ -262,7 +218,7 @@ static bool marked(struct sh *s, uint64_t v)
 
 Test(list, python_semantics_by_example)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_list *l = mklist(h, NULL);
 	char buf[32];
 	cr_assert_eq(shmq_list_len(l), 0);
@@ -396,7 +352,7 @@ static int64_t pick_index(uint64_t *rs, size_t n)
 
 static void model_run(uint64_t seed)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_list *l = mklist(h, NULL);
 	struct model m = { 0 };
 	uint64_t rs = seed;
@@ -496,7 +452,7 @@ Test(list, random_calls_match_pythons_list, .timeout = T_TIMEOUT(60))
 
 Test(list, get_and_pop_emsgsize_leave_the_list_unchanged)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_list *l = mklist(h, NULL);
 	uint32_t ids[4] = { 1, 7, 2, 3 }; /* value 7 is empty */
 	for (int i = 0; i < 4; i++)
@@ -533,7 +489,7 @@ Test(list, get_and_pop_emsgsize_leave_the_list_unchanged)
 
 Test(list, null_handles_and_buffers_einval_change_nothing)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_list *l = mklist(h, NULL), *o = NULL;
 	unsigned char buf[16];
 	append_id(l, 1);
@@ -560,7 +516,7 @@ Test(list, null_handles_and_buffers_einval_change_nothing)
 	uint32_t one = 1;
 	expect_list(l, &one, 1, "after bad calls");
 	cr_assert_eq(shmq_list_open(h, "x", &o), -ENOENT, "a failed create left its name");
-	cr_assert_eq(hstat(h).objects, 1);
+	cr_assert_eq(t_hstat(h).objects, 1);
 	/* NULL with length 0 is an empty value. */
 	cr_assert_eq(shmq_list_append(l, NULL, 0), 0);
 	cr_assert_eq(shmq_list_insert(l, 0, NULL, 0), 0);
@@ -574,7 +530,7 @@ Test(list, null_handles_and_buffers_einval_change_nothing)
 
 Test(list, one_mebibyte_values, .timeout = T_TIMEOUT(30))
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_list *l = mklist(h, NULL);
 	size_t big = MiB;
 	unsigned char *v = malloc(big + 1), *buf = malloc(big + 1);
@@ -607,7 +563,7 @@ Test(list, one_mebibyte_values, .timeout = T_TIMEOUT(30))
 
 Test(list, named_create_open_names_of_other_kinds)
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_list *l = mklist(h, "l1"), *l2 = NULL, *o = NULL;
 	cr_assert_str_eq(shmq_list_name(l), "l1");
 	cr_assert_eq(shmq_list_create(h, "l1", &o), -EEXIST);
@@ -633,7 +589,7 @@ Test(list, named_create_open_names_of_other_kinds)
 	shmq_dict_close(d);
 	shmq_sem_close(sem);
 	/* Anonymous lists: unique names, openable, freed at their last close. */
-	uint32_t objs = hstat(h).objects;
+	uint32_t objs = t_hstat(h).objects;
 	shmq_list *a = mklist(h, NULL), *b = mklist(h, NULL), *a2 = NULL;
 	const char *na = shmq_list_name(a);
 	cr_assert_not_null(na);
@@ -648,7 +604,7 @@ Test(list, named_create_open_names_of_other_kinds)
 	cr_assert_eq(shmq_list_len(b), 0);
 	cr_assert_eq(shmq_list_close(a), 0);
 	cr_assert_eq(shmq_list_close(a2), 0);
-	cr_assert_eq(hstat(h).objects, objs + 1, "anonymous list not freed at its last close");
+	cr_assert_eq(t_hstat(h).objects, objs + 1, "anonymous list not freed at its last close");
 	cr_assert_eq(shmq_list_open(h, name, &o), -ENOENT);
 	cr_assert_eq(shmq_list_close(b), 0);
 	/* A named list outlives its handles until removed. */
@@ -705,13 +661,13 @@ Test(list, another_process_opens_by_name, .timeout = T_TIMEOUT(30))
 	struct sh *s = t_shared(sizeof(*s));
 	cr_assert_not_null(s);
 	snprintf(s->heap_name, sizeof(s->heap_name), "%.60s", t_name("list"));
-	s->h = mkheap(s->heap_name, 0);
+	s->h = t_mkheap(s->heap_name, 0);
 	s->l = mklist(s->h, "shared");
 	for (uint32_t i = 1; i <= 100; i++)
 		append_id(s->l, i);
 	pid_t pid = t_fork(child_by_name, s);
-	reap_ok(pid, "child", LIVE);
-	ASSERT_NO_ERRORS(s);
+	t_reap_ok(pid, "child", LIVE);
+	T_ASSERT_NO_ERRORS(s);
 	uint32_t ids[100];
 	for (uint32_t i = 0; i < 100; i++)
 		ids[i] = 100 - i;
@@ -747,9 +703,9 @@ static uint64_t pop_n(shmq_list *l, int64_t index)
 
 Test(list, appends_and_pops_at_both_ends_wrap_grow_and_shrink, .timeout = T_TIMEOUT(60))
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_list *l = mklist(h, NULL);
-	uint64_t base = live_bytes(h);
+	uint64_t base = t_live_bytes(h);
 	/* A queue: append at the end, pop at the front; the ring wraps around
 	 * many times at every length up to 1000. */
 	uint64_t in = 0, out = 0;
@@ -803,7 +759,7 @@ Test(list, appends_and_pops_at_both_ends_wrap_grow_and_shrink, .timeout = T_TIME
 	cr_assert_eq(shmq_list_len(l), 0);
 	cr_assert_eq(shmq_list_pop(l, 0, NULL, 0), -ERANGE);
 	/* Shrunk back: nearly nothing left in use. */
-	uint64_t after = live_bytes(h);
+	uint64_t after = t_live_bytes(h);
 	cr_assert_leq(after, base + 64 * KiB,
 		      "an emptied list keeps %llu bytes (%llu before it grew to 60000)",
 		      (unsigned long long)after, (unsigned long long)base);
@@ -813,7 +769,7 @@ Test(list, appends_and_pops_at_both_ends_wrap_grow_and_shrink, .timeout = T_TIME
 
 Test(list, middle_inserts_and_deletes_after_wrapping, .timeout = T_TIMEOUT(60))
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_list *l = mklist(h, NULL);
 	struct model m = { 0 };
 	uint64_t rs = 77;
@@ -882,8 +838,8 @@ Test(list_mp, appenders_in_4_processes_every_value_once_in_order, .timeout = T_T
 	pid_t pids[APP_PROCS];
 	run_kids(s, APP_PROCS, appender, pids);
 	for (int i = 0; i < APP_PROCS; i++)
-		reap_ok(pids[i], "appender", LONG);
-	ASSERT_NO_ERRORS(s);
+		t_reap_ok(pids[i], "appender", LONG);
+	T_ASSERT_NO_ERRORS(s);
 	cr_assert_eq(shmq_list_len(s->l), APP_PROCS * APP_EACH);
 	int64_t last[APP_PROCS];
 	for (int p = 0; p < APP_PROCS; p++)
@@ -978,8 +934,8 @@ Test(list_mp, appenders_and_poppers_every_value_popped_once, .timeout = T_TIMEOU
 	pid_t pids[PP_PRODS + PP_CONS];
 	run_kids(s, PP_PRODS + PP_CONS, pp_kid, pids);
 	for (int i = 0; i < PP_PRODS + PP_CONS; i++)
-		reap_ok(pids[i], i < PP_PRODS ? "appender" : "popper", 2 * LONG);
-	ASSERT_NO_ERRORS(s);
+		t_reap_ok(pids[i], i < PP_PRODS ? "appender" : "popper", 2 * LONG);
+	T_ASSERT_NO_ERRORS(s);
 	cr_log_info("poppers: %llu at the front, %llu at the back, %llu at index 1; "
 		    "%llu times empty",
 		    (unsigned long long)s->ops[0], (unsigned long long)s->ops[1],
@@ -1055,8 +1011,8 @@ Test(list_mp, appender_killed_list_whole_and_working, .timeout = T_TIMEOUT(60))
 	/* The popper goes on with what is left, then stops. */
 	t_nap(5 * T_MS);
 	t_set(&s->stop, 1);
-	reap_ok(popper, "popper", LONG);
-	ASSERT_NO_ERRORS(s);
+	t_reap_ok(popper, "popper", LONG);
+	T_ASSERT_NO_ERRORS(s);
 	cr_assert_eq(s->order, 0, "values popped out of order or with holes");
 	/* Left: values popped .. popped + len - 1, and the victim counted at
 	 * least all but its last append. */
@@ -1092,28 +1048,12 @@ Test(list_mp, appender_killed_list_whole_and_working, .timeout = T_TIMEOUT(60))
 
 /* ============================================================= memory == */
 
-#define RECLAIM_WARMUP 3
-#define RECLAIM_SLACK (64 * KiB)
-
-static void assert_bounded(const uint64_t *live, int n, const char *what)
-{
-	uint64_t base = 0;
-	for (int i = 0; i < RECLAIM_WARMUP; i++)
-		base = live[i] > base ? live[i] : base;
-	for (int i = RECLAIM_WARMUP; i < n; i++)
-		cr_assert_leq(live[i], base + RECLAIM_SLACK,
-			      "%s: cycle %d: %llu bytes in use, at most %llu in the first %d cycles "
-			      "(cycle %d: %llu): a leak?",
-			      what, i, (unsigned long long)live[i], (unsigned long long)base,
-			      RECLAIM_WARMUP, n - 1, (unsigned long long)live[n - 1]);
-}
-
 #define FILL_VALS 10000
 #define FILL_CYCLES 20
 
 Test(list_reclaim, fill_clear_and_fill_pop_cycles_in_bounded_memory, .timeout = T_TIMEOUT(120))
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_list *l = mklist(h, NULL);
 	uint64_t live[FILL_CYCLES];
 	unsigned char v[VAL_MAX], buf[VAL_MAX];
@@ -1132,16 +1072,16 @@ Test(list_reclaim, fill_clear_and_fill_pop_cycles_in_bounded_memory, .timeout = 
 				cr_assert_geq(shmq_list_pop(l, i % 2 ? 0 : -1, buf, sizeof(buf)), 0);
 		}
 		cr_assert_eq(shmq_list_len(l), 0);
-		live[c] = live_bytes(h);
+		live[c] = t_live_bytes(h);
 	}
-	assert_bounded(live, FILL_CYCLES, "fill/clear");
+	t_assert_bounded(live, FILL_CYCLES, "fill/clear");
 	shmq_list_close(l);
 	shmq_heap_close(h);
 }
 
 Test(list_reclaim, set_and_middle_insert_delete_loops_in_bounded_memory, .timeout = T_TIMEOUT(120))
 {
-	shmq_heap *h = mkheap(NULL, 0);
+	shmq_heap *h = t_mkheap(NULL, 0);
 	shmq_list *l = mklist(h, NULL);
 	enum { N = 1000, ROUNDS = 30 };
 	uint64_t live[ROUNDS];
@@ -1159,26 +1099,26 @@ Test(list_reclaim, set_and_middle_insert_delete_loops_in_bounded_memory, .timeou
 			cr_assert_eq(shmq_list_del(l, N / 3), 0);
 		}
 		cr_assert_eq(shmq_list_len(l), N);
-		live[c] = live_bytes(h);
+		live[c] = t_live_bytes(h);
 	}
-	assert_bounded(live, ROUNDS, "set/insert/del");
+	t_assert_bounded(live, ROUNDS, "set/insert/del");
 	shmq_list_close(l);
 	shmq_heap_close(h);
 }
 
 Test(list_reclaim, list_with_values_freed_at_last_close)
 {
-	shmq_heap *h = mkheap(NULL, 0);
-	uint64_t base = live_bytes(h);
+	shmq_heap *h = t_mkheap(NULL, 0);
+	uint64_t base = t_live_bytes(h);
 	for (int round = 0; round < 5; round++) {
 		shmq_list *l = mklist(h, NULL);
 		for (uint32_t i = 0; i < 5000; i++)
 			append_id(l, i);
 		cr_assert_eq(shmq_list_close(l), 0);
 	}
-	cr_assert_eq(hstat(h).objects, 0);
-	uint64_t after = live_bytes(h);
-	cr_assert_leq(after, base + RECLAIM_SLACK,
+	cr_assert_eq(t_hstat(h).objects, 0);
+	uint64_t after = t_live_bytes(h);
+	cr_assert_leq(after, base + T_RECLAIM_SLACK,
 		      "5 lists of 5000 values created and closed: %llu bytes in use, %llu before",
 		      (unsigned long long)after, (unsigned long long)base);
 	shmq_heap_close(h);
@@ -1190,7 +1130,7 @@ Test(list_reclaim, list_with_values_freed_at_last_close)
 
 Test(list_enospc, full_heap_leaves_the_list_unchanged, .timeout = T_TIMEOUT(60))
 {
-	shmq_heap *h = mkheap(NULL, SHMQ_HEAP_MIN_MAX);
+	shmq_heap *h = t_mkheap(NULL, SHMQ_HEAP_MIN_MAX);
 	shmq_list *l = mklist(h, NULL);
 	unsigned char v[NOSPC_VAL];
 	uint32_t n = 0;
@@ -1233,13 +1173,13 @@ Test(list_enospc, full_heap_leaves_the_list_unchanged, .timeout = T_TIMEOUT(60))
 	size_t huge = SHMQ_HEAP_MIN_MAX / 2;
 	unsigned char *big = calloc(1, huge);
 	cr_assert_not_null(big);
-	uint64_t live = live_bytes(h);
+	uint64_t live = t_live_bytes(h);
 	cr_assert_eq(shmq_list_append(l, big, huge), -ENOSPC);
 	cr_assert_eq(shmq_list_insert(l, 0, big, huge), -ENOSPC);
 	cr_assert_eq(shmq_list_insert(l, n / 2, big, huge), -ENOSPC);
 	cr_assert_eq(shmq_list_set(l, 0, big, huge), -ENOSPC);
 	cr_assert_eq(shmq_list_set(l, -1, big, huge), -ENOSPC);
-	cr_assert_eq(live_bytes(h), live, "failed calls changed the bytes in use");
+	cr_assert_eq(t_live_bytes(h), live, "failed calls changed the bytes in use");
 	EXPECT_FULL("after failed huge calls");
 	free(big);
 	/* Middle inserts and deletes may need a new array: done, or -ENOSPC

@@ -82,20 +82,9 @@ static void fail(struct sh *s, int where, int err)
 	atomic_fetch_add(&s->errors, 1);
 }
 
-#define ASSERT_NO_ERRORS(s)                                                               \
-	cr_assert_eq((s)->errors, 0, "%u errors in children, last: %d at check %d",       \
-		     (s)->errors, (s)->last_err, (s)->err_where)
-
 static void reap_ok(pid_t pid, const char *who)
 {
-	int st;
-	int r = t_wait(pid, &st, 10 * LIVE);
-	if (r < 0)
-		t_kill_reap(pid);
-	cr_assert_eq(r, 0, "%s did not exit (hang)", who);
-	char sb[32];
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: %s", who,
-		  t_status_str(st, sb, sizeof(sb)));
+	t_reap_ok(pid, who, 10 * LIVE);
 }
 
 static void reap_killed(pid_t pid)
@@ -292,7 +281,7 @@ Test(lock, timeouts_other_process_eagain_and_etimedout, .timeout = T_TIMEOUT(30)
 	shmq_lock *l = mklock(s, 0);
 	pid_t pid = spawn(s, 0, lock_holder_until_go);
 	cr_assert_eq(t_await(&s->ready, 1, LIVE), 0);
-	ASSERT_NO_ERRORS(s);
+	T_ASSERT_NO_ERRORS(s);
 	cr_assert_eq(shmq_lock_held(l), 1);
 	cr_assert_eq(shmq_lock_is_mine(l), 0);
 	cr_assert_eq(shmq_lock_acquire(l, 0), -EAGAIN);
@@ -349,7 +338,7 @@ Test(lock, released_by_another_process, .timeout = T_TIMEOUT(30))
 	shmq_lock *l = mklock(s, 0);
 	pid_t pid = spawn(s, 0, lock_holder_until_go);
 	cr_assert_eq(t_await(&s->ready, 1, LIVE), 0);
-	ASSERT_NO_ERRORS(s);
+	T_ASSERT_NO_ERRORS(s);
 	cr_assert_eq(shmq_lock_release(l), 0, "release of a Lock held by another process");
 	cr_assert_eq(shmq_lock_held(l), 0);
 	cr_assert_eq(shmq_lock_acquire(l, 0), 0, "not -EOWNERDEAD: the holder lives");
@@ -453,7 +442,7 @@ static void mutual_exclusion(int flags)
 	t_set(&s->go, 1);
 	for (int i = 0; i < MX_PROCS; i++)
 		reap_ok(pids[i], "worker");
-	ASSERT_NO_ERRORS(s);
+	T_ASSERT_NO_ERRORS(s);
 	uint64_t v = *(volatile uint64_t *)shmq_array_data(s->a);
 	cr_assert_eq(v, (uint64_t)MX_PROCS * MX_EACH, "counter %llu: %lld increments lost",
 		     (unsigned long long)v, (long long)MX_PROCS * MX_EACH - (long long)v);
@@ -521,7 +510,7 @@ static void seeds(bool array_lock)
 		t_set(&s->go, 1);
 		for (int i = 0; i < SEEDS_PROCS; i++)
 			reap_ok(pids[i], "seeds worker");
-		ASSERT_NO_ERRORS(s);
+		T_ASSERT_NO_ERRORS(s);
 		int64_t v = *(volatile int64_t *)shmq_array_data(s->a);
 		cr_assert_eq(v, 30, "round %d: count %lld, want 30", round, (long long)v);
 		if (!array_lock)
@@ -705,7 +694,7 @@ static void blocked_waiters_see_death(int flags)
 	for (int i = 0; i < 2; i++)
 		reap_ok(w[i], "waiter");
 	reap_killed(holder);
-	ASSERT_NO_ERRORS(s);
+	T_ASSERT_NO_ERRORS(s);
 	int a = s->ret[1], b = s->ret[2];
 	cr_assert((a == -EOWNERDEAD && b == 0) || (a == 0 && b == -EOWNERDEAD),
 		  "waiters got %d and %d: want one -EOWNERDEAD and one 0", a, b);
@@ -803,14 +792,14 @@ static void kill_at_random_points(int flags)
 		int victim = (int)((rng >> 32) % RK_WORKERS);
 		kill(pids[victim], SIGKILL);
 		reap_killed(pids[victim]);
-		ASSERT_NO_ERRORS(s);
+		T_ASSERT_NO_ERRORS(s);
 		pids[victim] = spawn(s, next++ % MAXK, rk_worker);
 		/* Progress after each death: the lock is not stuck. */
 		uint64_t p0 = atomic_load(&s->progress);
 		int64_t deadline = t_now() + LIVE;
 		while (atomic_load(&s->progress) < p0 + 10 && t_now() < deadline && !s->errors)
 			t_nap(100 * 1000);
-		ASSERT_NO_ERRORS(s);
+		T_ASSERT_NO_ERRORS(s);
 		cr_assert_geq(atomic_load(&s->progress), p0 + 10,
 			      "no progress after kill %d: the lock is stuck", kill_no);
 	}
@@ -821,7 +810,7 @@ static void kill_at_random_points(int flags)
 	t_set(&s->stop, 1);
 	for (int i = 0; i < RK_WORKERS; i++)
 		reap_ok(pids[i], "worker");
-	ASSERT_NO_ERRORS(s);
+	T_ASSERT_NO_ERRORS(s);
 	cr_assert_geq(atomic_load(&s->progress), p0 + 1000, "the survivors stalled");
 	int r = shmq_lock_acquire(s->l, LIVE);
 	cr_assert_eq(r, 0, "final acquire (nobody died holding it): %d", r);
@@ -938,7 +927,7 @@ Test(rlock, timeouts_eagain_and_etimedout, .timeout = T_TIMEOUT(30))
 	s->recursive = 1;
 	pid_t pid = spawn(s, 0, lock_holder_until_go);
 	cr_assert_eq(t_await(&s->ready, 1, LIVE), 0);
-	ASSERT_NO_ERRORS(s);
+	T_ASSERT_NO_ERRORS(s);
 	cr_assert_eq(shmq_lock_acquire(l, 0), -EAGAIN);
 	ASSERT_TIMES_OUT(shmq_lock_acquire(l, 50 * T_MS), 50 * T_MS);
 	t_set(&s->go, 1);
@@ -1209,7 +1198,7 @@ static void sem_bound_holds(int flags)
 	t_set(&s->go, 1);
 	for (int i = 0; i < 4; i++)
 		reap_ok(pids[i], "user");
-	ASSERT_NO_ERRORS(s);
+	T_ASSERT_NO_ERRORS(s);
 	cr_assert_eq(s->violations, 0, "%llu times more than 2 inside",
 		     (unsigned long long)s->violations);
 	cr_assert_eq(shmq_sem_value(m), 2);
@@ -1442,7 +1431,7 @@ Test(cond, wait_and_notify_without_the_lock_eperm, .timeout = T_TIMEOUT(30))
 	shmq_cond *c2 = mkcond(s2, NULL);
 	pid_t pid = spawn(s2, 0, cond_lock_holder);
 	cr_assert_eq(t_await(&s2->ready, 1, LIVE), 0);
-	ASSERT_NO_ERRORS(s2);
+	T_ASSERT_NO_ERRORS(s2);
 	cr_assert_eq(shmq_cond_wait(c2, 0), -EPERM, "wait with the lock held by another process");
 	cr_assert_eq(shmq_cond_notify(c2, 1), -EPERM);
 	cr_assert_eq(shmq_cond_notify_all(c2), -EPERM);
@@ -1604,7 +1593,7 @@ Test(cond, wait_releases_the_lock_notify_wakes_it_with_the_lock, .timeout = T_TI
 	cr_assert_eq(cond_notify_locked(s, 1), 1, "notify(1) with one waiter");
 	cr_assert_eq(t_await(&s->done, 1, LIVE), 0, "notify did not wake the waiter");
 	reap_ok(pid, "waiter");
-	ASSERT_NO_ERRORS(s);
+	T_ASSERT_NO_ERRORS(s);
 	cr_assert_eq(s->ret[0], 0, "wait: %d", s->ret[0]);
 	cr_assert_lt(s->t_ret[0] - t0, LIVE);
 	shmq_cond_close(s->c);
@@ -1621,7 +1610,7 @@ Test(cond, wait_with_rlock_held_twice_releases_and_restores_both_levels, .timeou
 	cr_assert_eq(cond_notify_locked(s, 1), 1);
 	cr_assert_eq(t_await(&s->done, 1, LIVE), 0);
 	reap_ok(pid, "waiter");
-	ASSERT_NO_ERRORS(s); /* both levels held after wait, exactly */
+	T_ASSERT_NO_ERRORS(s); /* both levels held after wait, exactly */
 	cr_assert_eq(s->ret[0], 0);
 	shmq_cond_close(s->c);
 	shmq_heap_close(s->h);
@@ -1647,7 +1636,7 @@ static void notify_some(int waiters, int k)
 		     (long long)((t_woken - t0) / T_MS));
 	for (int i = 0; i < waiters; i++)
 		reap_ok(pids[i], "waiter");
-	ASSERT_NO_ERRORS(s);
+	T_ASSERT_NO_ERRORS(s);
 	for (int i = 0; i < waiters; i++) {
 		int want = s->order[i] < woken ? 0 : -ETIMEDOUT;
 		cr_assert_eq(s->ret[i], want, "waiter %d (arrived %d-th): %d, want %d", i,
@@ -1686,7 +1675,7 @@ Test(cond, notify_without_waiters_is_not_remembered, .timeout = T_TIMEOUT(30))
 	pid_t pid = start_cond_waiter(s, 0, 200 * T_MS);
 	cr_assert_eq(t_await(&s->done, 1, LIVE), 0);
 	reap_ok(pid, "waiter");
-	ASSERT_NO_ERRORS(s);
+	T_ASSERT_NO_ERRORS(s);
 	cr_assert_eq(s->ret[0], -ETIMEDOUT, "a later waiter took an old notification: %d",
 		     s->ret[0]);
 	shmq_cond_close(s->c);
@@ -1708,7 +1697,7 @@ Test(cond, timed_out_waiter_does_not_absorb_a_notification, .timeout = T_TIMEOUT
 	cr_assert_eq(cond_notify_locked(s, 1), 1, "notify(1) with B waiting");
 	cr_assert_eq(t_await(&s->done, 2, LIVE), 0, "B was not woken: the notification was lost");
 	reap_ok(b, "B");
-	ASSERT_NO_ERRORS(s);
+	T_ASSERT_NO_ERRORS(s);
 	cr_assert_eq(s->ret[1], 0, "B: %d", s->ret[1]);
 	cr_assert_lt(s->t_ret[1] - t0, LIVE);
 	shmq_cond_close(s->c);
@@ -1736,7 +1725,7 @@ Test(cond, later_waiter_does_not_steal_a_notification, .timeout = T_TIMEOUT(30))
 	cr_assert_eq(t_await(&s->done, 2, LIVE), 0);
 	reap_ok(a, "A");
 	reap_ok(b, "B");
-	ASSERT_NO_ERRORS(s);
+	T_ASSERT_NO_ERRORS(s);
 	cr_assert_eq(s->ret[0], 0, "A, notified: %d", s->ret[0]);
 	cr_assert_eq(s->ret[1], -ETIMEDOUT, "B, arrived after the notify: %d", s->ret[1]);
 	shmq_cond_close(s->c);
@@ -1766,7 +1755,7 @@ Test(cond, killed_waiter_does_not_block_notify_for_the_others, .timeout = T_TIME
 	cr_assert_eq(s->ret[2], 0);
 	for (int i = 1; i < 3; i++)
 		reap_ok(pids[i], "waiter");
-	ASSERT_NO_ERRORS(s);
+	T_ASSERT_NO_ERRORS(s);
 	shmq_cond_close(s->c);
 	shmq_heap_close(s->h);
 }
@@ -1786,7 +1775,7 @@ Test(cond, killed_waiter_notify_all_wakes_the_live_ones, .timeout = T_TIMEOUT(30
 	cr_assert_eq(t_await(&s->done, 2, LIVE), 0, "live waiters not woken");
 	reap_ok(pids[0], "waiter 0");
 	reap_ok(pids[2], "waiter 2");
-	ASSERT_NO_ERRORS(s);
+	T_ASSERT_NO_ERRORS(s);
 	cr_assert_eq(s->ret[0], 0);
 	cr_assert_eq(s->ret[2], 0);
 	shmq_cond_close(s->c);
@@ -1825,7 +1814,7 @@ Test(cond, wait_returns_eownerdead_when_the_lock_holder_dies, .timeout = T_TIMEO
 	cr_assert_eq(t_await(&s->done, 1, 10 * LIVE), 0, "the waiter never got the lock back");
 	reap_killed(n);
 	reap_ok(w, "waiter");
-	ASSERT_NO_ERRORS(s); /* it held the lock after wait, and released it */
+	T_ASSERT_NO_ERRORS(s); /* it held the lock after wait, and released it */
 	cr_assert_eq(s->ret[0], -EOWNERDEAD, "wait: %d", s->ret[0]);
 	cr_assert_lt(s->t_ret[0] - t0, DEATH, "%lld ms after the death",
 		     (long long)((s->t_ret[0] - t0) / T_MS));
@@ -1937,7 +1926,7 @@ Test(cond, producer_consumer_across_processes, .timeout = T_TIMEOUT(120))
 	t_set(&s->go, 1);
 	for (int i = 0; i < 4; i++)
 		reap_ok(pids[i], i < 2 ? "producer" : "consumer");
-	ASSERT_NO_ERRORS(s);
+	T_ASSERT_NO_ERRORS(s);
 	cr_assert_eq(s->lost_wakeups, 0, "%llu waits timed out while the others were busy",
 		     (unsigned long long)s->lost_wakeups);
 	cr_assert_eq(s->dups, 0, "%llu items taken twice", (unsigned long long)s->dups);
@@ -2204,7 +2193,7 @@ Test(barrier, four_processes_1000_cycles_indexes_and_action, .timeout = T_TIMEOU
 	t_set(&s->go, 1);
 	for (int i = 0; i < BAR_PROCS; i++)
 		reap_ok(pids[i], "party");
-	ASSERT_NO_ERRORS(s);
+	T_ASSERT_NO_ERRORS(s);
 	cr_assert_eq(s->actions, BAR_CYCLES, "the action ran %u times in %u cycles", s->actions,
 		     BAR_CYCLES);
 	for (int c = 0; c < BAR_CYCLES; c++) {
@@ -2532,7 +2521,7 @@ Test(array, lock_is_recursive_and_the_same_through_every_handle, .timeout = T_TI
 	cr_assert_eq(shmq_lock_is_mine(l), 1);
 	pid_t pid = spawn(s, 0, array_lock_prober);
 	reap_ok(pid, "prober");
-	ASSERT_NO_ERRORS(s);
+	T_ASSERT_NO_ERRORS(s);
 	cr_assert_eq(s->ret[0], -EAGAIN, "another process took the held lock: %d", s->ret[0]);
 	cr_assert_eq(s->ret[1], -EAGAIN, "through a handle opened by name: %d", s->ret[1]);
 	cr_assert_eq(s->ret[2], -EPERM, "another process released our RLock: %d", s->ret[2]);

@@ -55,6 +55,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fuzz_common.h" /* struct input, u8() .. u64(), mix() */
+
 #define MAX_OPS 64
 #define MAX_HANDLES 16
 #define MAX_KNOWN 64
@@ -65,42 +67,6 @@
 #define DEAD_SLOT 7u             /* the creator's anonymous objects stay held by it */
 
 /* ----------------------------------------------------------------- input -- */
-
-struct input {
-	const uint8_t *p;
-	size_t n;
-};
-
-static unsigned u8(struct input *in)
-{
-	if (!in->n)
-		return 0;
-	in->n--;
-	return *in->p++;
-}
-
-static unsigned u16(struct input *in)
-{
-	return u8(in) | u8(in) << 8;
-}
-
-static uint32_t u32(struct input *in)
-{
-	return (uint32_t)u16(in) | (uint32_t)u16(in) << 16;
-}
-
-static uint64_t u64(struct input *in)
-{
-	return (uint64_t)u32(in) | (uint64_t)u32(in) << 32;
-}
-
-static uint64_t mix(uint64_t x) /* splitmix64 */
-{
-	x += 0x9e3779b97f4a7c15ull;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
 
 static int64_t timeout_of(unsigned b)
 {

@@ -23,34 +23,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "fuzz_common.h" /* struct input, u8(), u16(), u64() */
+
 #define MAX_OPS 48
 #define BUF 8192
-
-struct input {
-	const uint8_t *p;
-	size_t n;
-};
-
-static unsigned u8(struct input *in)
-{
-	if (!in->n)
-		return 0;
-	in->n--;
-	return *in->p++;
-}
-
-static unsigned u16(struct input *in)
-{
-	return u8(in) | u8(in) << 8;
-}
-
-static uint64_t u64(struct input *in)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)u8(in) << (8 * i);
-	return v;
-}
 
 static uint64_t geom_sum(const struct seg_geom *g) /* FNV-1a, as seg.c */
 {
