@@ -17,15 +17,18 @@
  * Writers (under the stripe lock): build the new entry aside, record the
  * change in the stripe's intent (link word, its old and new value, the entry
  * to retire, the count after), then apply it: one release store makes it
- * visible. The next holder after a death replays the intent (roll forward: the
- * new entry was complete before the intent was written). Replaced and removed
- * entries go to the stripe's limbo list with an epoch stamp and are freed once
- * the epoch has passed them (epoch.h).
+ * visible. The next holder after a death replays the intent strictly: a change
+ * whose link still holds the old value (no reader can have seen it) is rolled
+ * back and its fresh entry freed; a visible one is finished. Replaced and
+ * removed entries wait in the stripe's limbo (linked through their heap
+ * blocks' headers); a batch of them is sealed with one epoch stamp and freed
+ * once the epoch has passed it (epoch.h).
  *
  * Resizing takes every stripe lock, copies every entry into a new table
  * (entries are immutable: readers still in the old table see it whole),
  * publishes it with one store and retires the old table with its entries as a
- * unit. Clear publishes a new empty table the same way.
+ * unit. Clear publishes an empty spare table the same way (so a full heap can
+ * be cleared) and makes a new spare afterwards.
  *
  * Readers pin the epoch, load the table, walk one chain and copy out; every
  * offset they read is bounds-checked (heap_at) and every walk is bounded, so
