@@ -59,6 +59,7 @@
 #define COUNT_MAX (1ll << 40)    /* more keys than any heap holds */
 #define VLEN_BITS 40             /* values up to SHMQ_HEAP_MAX_MAX bytes */
 #define KLEN_MAX ((1ull << (64 - VLEN_BITS)) - 1)
+_Static_assert(KLEN_MAX == SHMQ_DICT_KEY_MAX, "the key limit is the API's");
 #define TABLE_FREE_BUDGET 256u   /* entries of a dead table freed per write */
 
 /* --------------------------------------------------------------- layout -- */

@@ -7,7 +7,8 @@
  * its own (length, bytes), immutable once stored.
  *
  * Every operation builds what it needs aside (the value's block; a new array
- * when it inserts or deletes in the middle, grows or shrinks), then records
+ * when it inserts or deletes in the middle, grows or shrinks; clear works in
+ * place, so that a full heap can be cleared), then records
  * the change in the intent: the word to store (a slot), the array and the
  * head/length after, the value and the array to free after. Applying it is
  * idempotent; a process that takes the mutex from a dead holder applies the

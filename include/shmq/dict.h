@@ -3,8 +3,9 @@
  * Manager().dict() and .list() give, with no server process: every process
  * works on the structure in place, in shared memory.
  *
- * Keys and values are byte strings of any length the heap can hold (a key of
- * 0 bytes is a key; a value of 0 bytes is a value). Every operation is atomic
+ * Keys and values are byte strings: values of any length the heap can hold,
+ * keys up to SHMQ_DICT_KEY_MAX bytes (longer: -EINVAL). A key of 0 bytes is a
+ * key; a value of 0 bytes is a value. Every operation is atomic
  * (linearizable) and crash-safe: a process killed at any instruction leaves
  * each operation done entirely or not at all, and nobody waits on a dead
  * process for more than about 0.1 s. A kill may leak at most the one heap
@@ -41,6 +42,7 @@ extern "C" {
 #endif
 
 typedef struct shmq_dict shmq_dict;
+#define SHMQ_DICT_KEY_MAX ((1u << 24) - 1) /* 16 MiB - 1 */
 typedef struct shmq_list shmq_list;
 
 /* ------------------------------------------------------------------ dict -- */
