@@ -559,6 +559,15 @@ static void unlock_all(shmq_dict *d)
 		stripe_unlock(d, i);
 }
 
+/* Every stripe lock held: free every stripe's retired entries and the
+ * retired tables, as far as the epoch allows. */
+static void reclaim_locked(shmq_dict *d)
+{
+	for (unsigned i = 0; i < STRIPES; i++)
+		stripe_reclaim(d, &d->s->stripes[i], true);
+	tables_reclaim(d, 0);
+}
+
 static uint64_t buckets_for(int64_t keys)
 {
 	uint64_t want = keys > 0 ? (uint64_t)keys * 2 : 0, nb = MIN_BUCKETS;
@@ -568,14 +577,16 @@ static uint64_t buckets_for(int64_t keys)
 }
 
 /* A new empty table of nb buckets (not yet published). */
-static int table_new(shmq_dict *d, uint64_t nb, uint64_t *off)
+static int table_new(shmq_heap *h, uint64_t nb, uint64_t *off)
 {
-	int err = heap_alloc(d->h, table_bytes(nb), off);
+	int err = heap_alloc(h, table_bytes(nb), off);
 	if (err)
 		return err;
-	struct dict_table *t = heap_at(d->h, *off, table_bytes(nb));
-	if (!t)
+	struct dict_table *t = heap_at(h, *off, table_bytes(nb));
+	if (!t) {
+		heap_free(h, *off);
 		return -EPROTO;
+	}
 	memset(t, 0, table_bytes(nb));
 	t->magic = TABLE_MAGIC;
 	t->nbuckets = nb;
@@ -636,12 +647,10 @@ static int resize(shmq_dict *d, bool clear)
 		return 0;
 	}
 	noff = clear ? s->spare : 0;
-	err = noff ? 0 : table_new(d, nb, &noff);
-	if (err == -ENOSPC) { /* every lock held: free what the epoch allows */
-		for (unsigned i = 0; i < STRIPES; i++)
-			stripe_reclaim(d, &s->stripes[i], true);
-		tables_reclaim(d, 0);
-		err = table_new(d, nb, &noff);
+	err = noff ? 0 : table_new(d->h, nb, &noff);
+	if (err == -ENOSPC) { /* free what the epoch allows, and try again */
+		reclaim_locked(d);
+		err = table_new(d->h, nb, &noff);
 	}
 	if (!err) {
 		struct dict_resize *r = &s->resize;
@@ -663,12 +672,9 @@ static int resize(shmq_dict *d, bool clear)
 	if (err == -ENOSPC && !clear)
 		atomic_store(&s->grow_floor, (uint64_t)keys * 2);
 	if (!err && clear) {
-		/* Give the memory back now if no reader holds it. */
-		for (unsigned i = 0; i < STRIPES; i++)
-			stripe_reclaim(d, &s->stripes[i], true);
-		tables_reclaim(d, 0);
+		reclaim_locked(d); /* give the memory back now if no reader holds it */
 		uint64_t spare;
-		if (!s->spare && table_new(d, MIN_BUCKETS, &spare) == 0)
+		if (!s->spare && table_new(d->h, MIN_BUCKETS, &spare) == 0)
 			s->spare = spare; /* best effort: a death before leaks it */
 	}
 	unlock_all(d);
@@ -773,19 +779,15 @@ static int pick_tie(const struct found *f)
 	return -ENOSPC; /* 255 keys of one 56-bit hash: a hostile caller */
 }
 
-/* Free every stripe's retired entries and the retired tables the epoch has
- * passed (the heap is full). Returns 0 or the error of a lock. */
+/* The heap is full: free every stripe's retired entries and the retired
+ * tables the epoch has passed. Returns 0 or the error of a lock. */
 static int reclaim_all(shmq_dict *d)
 {
-	for (unsigned i = 0; i < STRIPES; i++) {
-		int err = stripe_lock(d, i);
-		if (err)
-			return err;
-		stripe_reclaim(d, &d->s->stripes[i], true);
-		if (i == 0)
-			tables_reclaim(d, 0);
-		stripe_unlock(d, i);
-	}
+	int err = lock_all(d);
+	if (err)
+		return err;
+	reclaim_locked(d);
+	unlock_all(d);
 	return 0;
 }
 
@@ -1095,12 +1097,11 @@ int shmq_dict_create(shmq_heap *h, const char *name, shmq_dict **out)
 		return -EINVAL;
 	/* The first table and the spare are made before the object, and
 	 * freed if the object cannot be. */
-	shmq_dict tmp = { .h = h };
 	uint64_t tables[2];
-	int err = table_new(&tmp, MIN_BUCKETS, &tables[0]);
+	int err = table_new(h, MIN_BUCKETS, &tables[0]);
 	if (err)
 		return err;
-	if ((err = table_new(&tmp, MIN_BUCKETS, &tables[1]))) {
+	if ((err = table_new(h, MIN_BUCKETS, &tables[1]))) {
 		heap_free(h, tables[0]);
 		return err;
 	}
