@@ -31,7 +31,6 @@ struct held {
 
 struct shmq_heap {
 	struct heap_map map; /* first: heap_at() inlines its fast path */
-	struct heap_hdr *hdr;
 	struct heap_geom geom; /* validated private copy */
 	struct part_table pt;
 	int fd;
@@ -97,12 +96,12 @@ void *heap_at_grown(shmq_heap *h, uint64_t off, uint64_t len)
 	uint64_t size = (uint64_t)st.st_size;
 	atomic_store_explicit(&h->map.known_size, size < h->geom.max_size ? size : h->geom.max_size,
 			      memory_order_relaxed);
-	return (char *)h->hdr + off;
+	return (char *)h->map.hdr + off;
 }
 
 uint64_t heap_off(shmq_heap *h, const void *p)
 {
-	return (uint64_t)((const char *)p - (const char *)h->hdr);
+	return (uint64_t)((const char *)p - (const char *)h->map.hdr);
 }
 
 /* Make the file at least end bytes long. fallocate only ever extends it, so
@@ -160,7 +159,7 @@ static struct heap_block *block_at(shmq_heap *h, uint64_t off, unsigned c)
 
 static int block_pop(shmq_heap *h, unsigned c, uint64_t *out)
 {
-	_Atomic uint64_t *head = &h->hdr->free[c].head;
+	_Atomic uint64_t *head = &h->map.hdr->free[c].head;
 	uint64_t old = atomic_load_explicit(head, memory_order_acquire);
 	for (;;) {
 		uint64_t off = (old & OFF_MASK) * HEAP_GRAIN;
@@ -187,19 +186,19 @@ static int block_pop(shmq_heap *h, unsigned c, uint64_t *out)
 static int block_carve(shmq_heap *h, unsigned c, uint64_t *out)
 {
 	uint64_t size = class_size(c), max = h->geom.max_size;
-	uint64_t b = atomic_load(&h->hdr->brk);
+	uint64_t b = atomic_load(&h->map.hdr->brk);
 	do {
 		if (b < h->geom.arena_off || b % HEAP_GRAIN || b > max)
 			return -EPROTO;
 		if (size > max - b)
 			return -ENOSPC;
-	} while (!atomic_compare_exchange_weak(&h->hdr->brk, &b, b + size));
+	} while (!atomic_compare_exchange_weak(&h->map.hdr->brk, &b, b + size));
 	int err = heap_grow(h, b + size);
 	struct heap_block *blk = err ? NULL : heap_at(h, b, size);
 	if (!blk) {
 		/* Give the range back if nobody carved after us. */
 		uint64_t end = b + size;
-		atomic_compare_exchange_strong(&h->hdr->brk, &end, b);
+		atomic_compare_exchange_strong(&h->map.hdr->brk, &end, b);
 		return err ? err : -EPROTO;
 	}
 	blk->cls = c;
@@ -242,7 +241,7 @@ void heap_free(shmq_heap *h, uint64_t off)
 	if (!atomic_compare_exchange_strong_explicit(&b->magic, &used, BLOCK_FREE,
 						     memory_order_relaxed, memory_order_relaxed))
 		return;
-	_Atomic uint64_t *head = &h->hdr->free[c].head;
+	_Atomic uint64_t *head = &h->map.hdr->free[c].head;
 	uint64_t old = atomic_load_explicit(head, memory_order_relaxed);
 	uint64_t want;
 	do {
@@ -305,7 +304,7 @@ static uint64_t chain_bound(shmq_heap *h)
  * is none, or -EPROTO through *err. Under the mutex. */
 static uint64_t lookup(shmq_heap *h, const char *name, int *err)
 {
-	uint64_t off = atomic_load(&h->hdr->buckets[bucket_of(name)]);
+	uint64_t off = atomic_load(&h->map.hdr->buckets[bucket_of(name)]);
 	*err = 0;
 	for (uint64_t steps = 0; off; steps++) {
 		struct heap_obj *o = obj_at(h, off);
@@ -324,7 +323,7 @@ static uint64_t lookup(shmq_heap *h, const char *name, int *err)
  * next), or NULL if off is not linked. */
 static _Atomic uint64_t *chain_link_to(shmq_heap *h, struct heap_obj *o, uint64_t off)
 {
-	_Atomic uint64_t *link = &h->hdr->buckets[bucket_of(o->name)];
+	_Atomic uint64_t *link = &h->map.hdr->buckets[bucket_of(o->name)];
 	for (uint64_t steps = 0; steps <= chain_bound(h); steps++) {
 		uint64_t cur = atomic_load(link);
 		if (cur == off)
@@ -362,7 +361,7 @@ static void holder_clear(struct heap_obj *o, int slot)
 static void intent_begin(shmq_heap *h, uint32_t op, uint64_t obj, uint64_t target,
 			 uint32_t links_after, uint32_t slot, uint32_t tag)
 {
-	struct heap_intent *in = &h->hdr->intent;
+	struct heap_intent *in = &h->map.hdr->intent;
 	in->obj = obj;
 	in->target = target;
 	in->links_after = links_after;
@@ -373,7 +372,7 @@ static void intent_begin(shmq_heap *h, uint32_t op, uint64_t obj, uint64_t targe
 
 static void intent_end(shmq_heap *h)
 {
-	atomic_store_explicit(&h->hdr->intent.op, INTENT_NONE, memory_order_release);
+	atomic_store_explicit(&h->map.hdr->intent.op, INTENT_NONE, memory_order_release);
 }
 
 /* Link (or finish linking) the object at off, taking a link on its target:
@@ -385,7 +384,7 @@ static void do_link(shmq_heap *h, uint64_t off, struct heap_obj *o, struct heap_
 		return;
 	if (target)
 		atomic_store(&target->links, links_after);
-	_Atomic uint64_t *bucket = &h->hdr->buckets[bucket_of(o->name)];
+	_Atomic uint64_t *bucket = &h->map.hdr->buckets[bucket_of(o->name)];
 	atomic_store(&o->next, atomic_load(bucket));
 	atomic_store(bucket, off);
 }
@@ -471,7 +470,7 @@ static void scrub(shmq_heap *h, uint32_t slot, uint32_t tag)
 	 * chain_bound objects, however a hostile heap links them. */
 	uint64_t budget = 2 * chain_bound(h) + HEAP_BUCKETS;
 	for (unsigned b = 0; b < HEAP_BUCKETS && budget; b++) {
-		uint64_t off = atomic_load(&h->hdr->buckets[b]);
+		uint64_t off = atomic_load(&h->map.hdr->buckets[b]);
 		for (; off && budget; budget--) {
 			struct heap_obj *o = obj_at(h, off);
 			if (!o)
@@ -484,7 +483,7 @@ static void scrub(shmq_heap *h, uint32_t slot, uint32_t tag)
 				intent_begin(h, INTENT_SCRUB, 0, 0, 0, slot, tag);
 				/* obj_free may have freed `next` (a target):
 				 * walk this chain again from its start. */
-				next = atomic_load(&h->hdr->buckets[b]);
+				next = atomic_load(&h->map.hdr->buckets[b]);
 			}
 			off = next;
 		}
@@ -495,7 +494,7 @@ static void scrub(shmq_heap *h, uint32_t slot, uint32_t tag)
 /* A holder of the mutex died: finish what it was doing. */
 static void replay(shmq_heap *h)
 {
-	struct heap_intent *in = &h->hdr->intent;
+	struct heap_intent *in = &h->map.hdr->intent;
 	uint32_t op = atomic_load_explicit(&in->op, memory_order_acquire);
 	struct heap_obj *o = op == INTENT_LINK || op == INTENT_FREE ? obj_at(h, in->obj) : NULL;
 	struct heap_obj *t = in->target ? obj_at(h, in->target) : NULL;
@@ -514,7 +513,7 @@ static int heap_lock(shmq_heap *h)
 {
 	if (h->map.slot < 0)
 		return -EBADF;
-	int r = mutex_lock(&h->hdr->lock, &h->pt, h->owner, -1);
+	int r = mutex_lock(&h->map.hdr->lock, &h->pt, h->owner, -1);
 	if (r == -EOWNERDEAD) {
 		replay(h);
 		r = 0;
@@ -524,7 +523,7 @@ static int heap_lock(shmq_heap *h)
 
 static void heap_unlock(shmq_heap *h)
 {
-	mutex_unlock(&h->hdr->lock, h->owner);
+	mutex_unlock(&h->map.hdr->lock, h->owner);
 }
 
 /* ------------------------------------------------------------ held map ---- */
@@ -678,7 +677,7 @@ int heap_obj_create(shmq_heap *h, const char *name, uint32_t kind, size_t size,
 	} else {
 		do {
 			snprintf(o->name, sizeof(o->name), "@%llx",
-				 (unsigned long long)atomic_fetch_add(&h->hdr->anon_seq, 1));
+				 (unsigned long long)atomic_fetch_add(&h->map.hdr->anon_seq, 1));
 		} while (lookup(h, o->name, &err) && !err);
 		if (err)
 			goto fail;
@@ -865,7 +864,7 @@ static void release_at_exit(void)
 			continue;
 		/* Free what only we held, unless the mutex is busy: then the
 		 * slot's next claimant scrubs it. */
-		int r = mutex_lock(&h->hdr->lock, &h->pt, h->owner, 100 * 1000 * 1000);
+		int r = mutex_lock(&h->map.hdr->lock, &h->pt, h->owner, 100 * 1000 * 1000);
 		if (r == 0 || r == -EOWNERDEAD) {
 			if (r == -EOWNERDEAD)
 				replay(h);
@@ -901,9 +900,8 @@ static int heap_attach(shmq_heap *h, int fd, const struct heap_geom *g)
 	void *p = mmap(NULL, g->max_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
 	if (p == MAP_FAILED)
 		return -errno;
-	h->hdr = p;
 	h->geom = *g;
-	h->map.base = p;
+	h->map.hdr = p;
 	h->map.max_size = g->max_size;
 	h->map.pins = (struct heap_pin *)((char *)p + g->pins_off);
 	h->fd = fd;
@@ -912,8 +910,8 @@ static int heap_attach(shmq_heap *h, int fd, const struct heap_geom *g)
 	atomic_init(&h->map.known_size, 0);
 	/* Re-check what we mapped: a peer may rewrite the header between our
 	 * first look and the mapping; and never touch past the file's end. */
-	if (!heap_at(h, 0, g->arena_off) || memcmp(&h->hdr->geom, g, sizeof(*g)) ||
-	    h->hdr->checksum != geom_checksum(g))
+	if (!heap_at(h, 0, g->arena_off) || memcmp(&h->map.hdr->geom, g, sizeof(*g)) ||
+	    h->map.hdr->checksum != geom_checksum(g))
 		return -EPROTO;
 	/* Our own open file description, marked with a random position: the
 	 * liveness check tells our fd from one a later program reuses. */
@@ -929,9 +927,9 @@ static int heap_attach(shmq_heap *h, int fd, const struct heap_geom *g)
 		.token = token,
 		.dev = st.st_dev,
 		.ino = st.st_ino,
-		.epoch = &h->hdr->epoch,
-		.ever = &h->hdr->ever,
-		.swept = &h->hdr->swept,
+		.epoch = &h->map.hdr->epoch,
+		.ever = &h->map.hdr->ever,
+		.swept = &h->map.hdr->swept,
 		.lost = NULL,
 		.hooks = &heap_hooks,
 	};
@@ -975,8 +973,8 @@ static shmq_heap *heap_new(void)
 
 static void heap_dispose(shmq_heap *h)
 {
-	if (h->hdr)
-		munmap(h->hdr, h->geom.max_size);
+	if (h->map.hdr)
+		munmap(h->map.hdr, h->geom.max_size);
 	if (h->fd >= 0)
 		close(h->fd);
 	pthread_mutex_destroy(&h->held_lock);
@@ -1136,7 +1134,7 @@ int shmq_heap_close(shmq_heap *h)
 static int64_t walk_free(shmq_heap *h, unsigned c, void (*fn)(void *, uint64_t, uint64_t),
 			 void *arg)
 {
-	uint64_t off = (atomic_load(&h->hdr->free[c].head) & OFF_MASK) * HEAP_GRAIN;
+	uint64_t off = (atomic_load(&h->map.hdr->free[c].head) & OFF_MASK) * HEAP_GRAIN;
 	uint64_t size = class_size(c);
 	uint64_t bound = atomic_load_explicit(&h->map.known_size, memory_order_relaxed) / size + 1;
 	int64_t n = 0;
@@ -1161,7 +1159,7 @@ int shmq_heap_stat(shmq_heap *h, struct shmq_heap_stat *st)
 	struct stat fs;
 	if (fstat(h->fd, &fs) == 0)
 		st->size = (uint64_t)fs.st_size;
-	uint64_t brk = atomic_load(&h->hdr->brk);
+	uint64_t brk = atomic_load(&h->map.hdr->brk);
 	st->used = brk > h->geom.arena_off ? brk - h->geom.arena_off : 0;
 	for (unsigned c = 0; c < HEAP_CLASSES; c++) {
 		int64_t n = walk_free(h, c, NULL, NULL);
@@ -1175,7 +1173,7 @@ int shmq_heap_stat(shmq_heap *h, struct shmq_heap_stat *st)
 	if (err)
 		return err;
 	for (unsigned b = 0; b < HEAP_BUCKETS && !err; b++) {
-		uint64_t off = atomic_load(&h->hdr->buckets[b]);
+		uint64_t off = atomic_load(&h->map.hdr->buckets[b]);
 		for (uint64_t steps = 0; off; steps++) {
 			struct heap_obj *o = obj_at(h, off);
 			if (!o || steps > chain_bound(h)) {
@@ -1216,7 +1214,7 @@ static void mark(void *arg, uint64_t off, uint64_t len)
 
 int heap_check(shmq_heap *h)
 {
-	uint64_t brk = atomic_load(&h->hdr->brk);
+	uint64_t brk = atomic_load(&h->map.hdr->brk);
 	if (brk < h->geom.arena_off || brk > h->geom.max_size || !heap_at(h, 0, brk))
 		return -EPROTO;
 	uint64_t units = (brk - h->geom.arena_off) / HEAP_GRAIN + 1;
@@ -1227,7 +1225,7 @@ int heap_check(shmq_heap *h)
 		if (walk_free(h, c, mark, &ck) < 0)
 			ck.err = -EPROTO;
 	for (unsigned b = 0; b < HEAP_BUCKETS && !ck.err; b++) {
-		uint64_t off = atomic_load(&h->hdr->buckets[b]);
+		uint64_t off = atomic_load(&h->map.hdr->buckets[b]);
 		for (uint64_t steps = 0; off && !ck.err; steps++) {
 			struct heap_obj *o = obj_at(h, off);
 			if (!o || steps > chain_bound(h) || bucket_of(o->name) != b ||

@@ -203,7 +203,7 @@ void heap_obj_close(struct heap_ref *r);
  * max_size are set once at attach; known_size only grows (relaxed: a stale
  * value only sends heap_at to fstat). */
 struct heap_map {
-	char *base;                  /* the mapping: struct heap_hdr */
+	struct heap_hdr *hdr;        /* the mapping */
 	uint64_t max_size;
 	_Atomic uint64_t known_size; /* file bytes known to exist */
 	struct heap_pin *pins;       /* the epoch pins, one per slot */
@@ -221,7 +221,7 @@ static inline void *heap_at(shmq_heap *h, uint64_t off, uint64_t len)
 		return NULL;
 	if (off + len > atomic_load_explicit(&m->known_size, memory_order_relaxed))
 		return heap_at_grown(h, off, len);
-	return m->base + off;
+	return (char *)m->hdr + off;
 }
 /* The offset of p, a pointer into the heap. */
 uint64_t heap_off(shmq_heap *h, const void *p);
@@ -257,7 +257,7 @@ int heap_check(shmq_heap *h);
  * read pins. */
 static inline struct heap_hdr *heap_header(shmq_heap *h)
 {
-	return (struct heap_hdr *)((struct heap_map *)h)->base;
+	return ((struct heap_map *)h)->hdr;
 }
 
 static inline struct heap_pin *heap_pin_at(shmq_heap *h, uint32_t slot)
