@@ -328,6 +328,11 @@ int shmq_send(shmq_conn *c, const void *buf, size_t len, int64_t timeout_ns);
  * -EAGAIN, -ETIMEDOUT, -EBADF (a send-only end), -EINVAL, -EPROTO. */
 ssize_t shmq_recv(shmq_conn *c, void *buf, size_t cap, int64_t timeout_ns);
 
+/* The length of the message that shmq_recv left waiting with -EMSGSIZE, so a
+ * caller can size its buffer. Returns it; -ENOENT (no message was left
+ * waiting), -EINVAL. */
+ssize_t shmq_recv_len(shmq_conn *c);
+
 /* Wait up to timeout_ns until shmq_recv would not block. Returns 1 (a message
  * or end of file waits), 0 (not by the deadline), -EBADF (a send-only end),
  * -EINVAL. */
@@ -392,6 +397,23 @@ int shmq_wait_any(struct shmq_pollitem *items, unsigned n, int64_t timeout_ns);
  * -EINVAL, or the -errno of eventfd(2). */
 int shmq_queue_eventfd(shmq_queue *q);
 int shmq_conn_eventfd(shmq_conn *c);
+
+/* -------------------------------------------------------- Interruption ---- */
+/* For runtimes that must run signal handlers while a thread blocks in shmq
+ * (the Python binding raises KeyboardInterrupt out of a blocking get). Once
+ * a check is set, a blocking call whose sleep is cut by a signal, or that
+ * has slept through one of its liveness periods (about 50 ms), calls
+ * check() in the waiting thread; when it returns nonzero the call ends as at
+ * its deadline, with that deadline's result and clean-up (-ETIMEDOUT, or 0
+ * from shmq_wait_any; a Barrier breaks; a Condition retakes its lock) and
+ * the thread is marked. Waits with timeout -1 are never cut: pass a finite
+ * timeout (INT64_MAX / 4 is 73 years) to be interruptible. While marked,
+ * every finite wait of the thread ends at once: read (and clear) the mark
+ * with shmq_interrupted() after each call. check NULL removes it. */
+void shmq_set_interrupt_check(int (*check)(void));
+/* Returns 1 if a wait of this thread was cut by the check since the last
+ * call (and clears the mark), else 0. */
+int shmq_interrupted(void);
 
 #ifdef __cplusplus
 }

@@ -284,6 +284,18 @@ ssize_t shmq_recv(shmq_conn *c, void *buf, size_t cap, int64_t timeout_ns)
 	}
 }
 
+ssize_t shmq_recv_len(shmq_conn *c)
+{
+	if (!c)
+		return -EINVAL;
+	if (!c->stashed)
+		return -ENOENT;
+	if (c->stash_len != c->chunk)
+		return (ssize_t)c->stash_len;
+	uint64_t total = header_total(c, c->stash);
+	return total > SSIZE_MAX ? -EOVERFLOW : (ssize_t)total;
+}
+
 int shmq_poll(shmq_conn *c, int64_t timeout_ns)
 {
 	if (!c)

@@ -1,0 +1,98 @@
+"""Contexts: multiprocessing's (start method, Process, ...) with shmq's IPC
+objects in place of the standard library's."""
+import multiprocessing
+from multiprocessing import context as _mpctx
+
+from . import connection, sharedctypes
+from ._managers import Manager
+from ._queues import JoinableQueue, Queue, SimpleQueue
+from ._sync import Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
+
+_OURS = ["Queue", "SimpleQueue", "JoinableQueue", "Pipe", "Lock", "RLock", "Semaphore",
+         "BoundedSemaphore", "Condition", "Event", "Barrier", "Value", "Array", "RawValue",
+         "RawArray", "Manager"]
+
+
+class ShmqContext:
+    """A multiprocessing context (get_context(method)) whose IPC objects are
+    shmq's. Everything else (Process, Pool, cpu_count, ...) is the wrapped
+    context's."""
+
+    def __init__(self, mpctx):
+        self._ctx = mpctx
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
+
+    def get_context(self, method=None):
+        return ShmqContext(self._ctx.get_context(method))
+
+    def get_start_method(self, allow_none=False):
+        return self._ctx.get_start_method(allow_none)
+
+    def set_start_method(self, method, force=False):
+        self._ctx.set_start_method(method, force)
+
+    @property
+    def Process(self):
+        return self._ctx.Process
+
+    def Queue(self, maxsize=0):
+        return Queue(maxsize)
+
+    def SimpleQueue(self):
+        return SimpleQueue()
+
+    def JoinableQueue(self, maxsize=0):
+        return JoinableQueue(maxsize)
+
+    def Pipe(self, duplex=True):
+        return connection.Pipe(duplex)
+
+    def Lock(self):
+        return Lock()
+
+    def RLock(self):
+        return RLock()
+
+    def Semaphore(self, value=1):
+        return Semaphore(value)
+
+    def BoundedSemaphore(self, value=1):
+        return BoundedSemaphore(value)
+
+    def Condition(self, lock=None):
+        return Condition(lock)
+
+    def Event(self):
+        return Event()
+
+    def Barrier(self, parties, action=None, timeout=None):
+        return Barrier(parties, action, timeout)
+
+    def Value(self, typecode_or_type, *args, lock=True):
+        return sharedctypes.Value(typecode_or_type, *args, lock=lock)
+
+    def Array(self, typecode_or_type, size_or_initializer, *, lock=True):
+        return sharedctypes.Array(typecode_or_type, size_or_initializer, lock=lock)
+
+    def RawValue(self, typecode_or_type, *args):
+        return sharedctypes.RawValue(typecode_or_type, *args)
+
+    def RawArray(self, typecode_or_type, size_or_initializer):
+        return sharedctypes.RawArray(typecode_or_type, size_or_initializer)
+
+    def Manager(self):
+        return Manager()
+
+    def __repr__(self):
+        return f"<shmq context over {self._ctx!r}>"
+
+
+default_context = ShmqContext(_mpctx._default_context)
+
+
+def get_context(method=None):
+    """The shmq context of a start method ('fork', 'spawn', 'forkserver'), or
+    of the default one."""
+    return ShmqContext(multiprocessing.get_context(method))

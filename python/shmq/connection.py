@@ -1,0 +1,94 @@
+"""Pipe ends (Connection) and wait(), as in multiprocessing.connection.
+
+Listener and Client (sockets between unrelated processes) are the standard
+library's, re-exported."""
+import asyncio
+import os
+import time
+from multiprocessing import connection as _mpc
+from multiprocessing.connection import Client, Listener  # noqa: F401
+
+from . import _shmq
+from ._reduction import fd_for_child, fd_from
+
+__all__ = ["Client", "Listener", "Pipe", "wait", "Connection"]
+
+
+class Connection(_shmq.Connection):
+    """One end of a Pipe: send/recv (objects), send_bytes/recv_bytes/
+    recv_bytes_into, poll, close, fileno (an fd readable when data waits)."""
+
+    def __init__(self, *args):
+        pass
+
+    @classmethod
+    def _open(cls, rdup, wdup):
+        rfd, wfd = fd_from(rdup), fd_from(wdup)
+        try:
+            return _shmq.Connection.__new__(cls, rfd, wfd)
+        finally:
+            for fd in (rfd, wfd):
+                if fd >= 0:
+                    os.close(fd)
+
+    def __reduce__(self):
+        rfd, wfd = self._fds()
+        return (type(self)._open,
+                (fd_for_child(rfd) if rfd >= 0 else None,
+                 fd_for_child(wfd) if wfd >= 0 else None))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        state = "closed" if self.closed else ("r" if self.readable else "") + (
+            "w" if self.writable else "")
+        return f"<shmq.connection.Connection ({state}) at {id(self):#x}>"
+
+    async def recv_async(self):
+        """recv() for asyncio: waits on the end's eventfd, not a thread."""
+        loop = asyncio.get_running_loop()
+        fd = self.fileno()
+        while not self.poll():
+            ready = loop.create_future()
+            loop.add_reader(fd, ready.set_result, None)
+            try:
+                await asyncio.wait_for(ready, 0.05)  # a dead sender: see poll
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                loop.remove_reader(fd)
+            try:
+                os.read(fd, 8)
+            except BlockingIOError:
+                pass
+        return self.recv()
+
+
+def Pipe(duplex=True):
+    """Two connected ends (duplex: both ways; else the first receives and
+    the second sends)."""
+    return _shmq._pipe(duplex, Connection)
+
+
+_POLL_S = 0.005  # waiting on shmq objects and others together: look this often
+
+
+def wait(object_list, timeout=None):
+    """The objects of object_list that are ready: shmq Queues and Connections
+    with data or at end of file, and anything multiprocessing.connection.wait
+    takes (its connections, sockets, Process sentinels, fds)."""
+    ours = [o for o in object_list if isinstance(o, (_shmq.Queue, _shmq.Connection))]
+    if len(ours) == len(object_list):
+        return _shmq.wait_any(ours, timeout)
+    others = [o for o in object_list if not isinstance(o, (_shmq.Queue, _shmq.Connection))]
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        ready = _shmq.wait_any(ours, 0) if ours else []
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready += _mpc.wait(others, 0 if ready else _POLL_S if left is None else min(left, _POLL_S))
+        if ready or (left is not None and left <= 0):
+            return [o for o in object_list if o in ready]
