@@ -8,6 +8,7 @@ packages=(
 	libxxhash-dev                                        # the dict's hash
 	libcriterion-dev clang libclang-rt-14-dev           # tests, sanitizers, fuzzing
 	valgrind spin                                        # DRD, model checking
+	python3-dev python3-pytest python3-mesonpy           # the Python package
 	libck-dev liburcu-dev libzmq3-dev liblmdb-dev        # benchmark peers
 	libiceoryx-binding-c-dev iceoryx python3 gnuplot-nox
 )

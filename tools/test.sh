@@ -4,6 +4,8 @@
 #   release  build/       release build (what users get)
 #   asan     build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer
 #   tsan     build-tsan/  ThreadSanitizer
+#   python   build/       the Python package's pytest suite (python/tests) with
+#                         Debian's /usr/bin/python3, from the build tree
 #   drd      build/       tests/threads under valgrind's DRD (tests/drd.supp)
 #   fuzz     build-fuzz/  90 s of fuzzing (clang), tests/fuzz: 30 s for each target
 #   model    (temp dirs)  Spin verification of tests/model/{ring,sync,epoch}.pml
@@ -67,6 +69,21 @@ count_tests() { # testlog.txt
 	END { end_test(); printf "%d %d\n", p, f }' "$1"
 }
 
+# The Python suite against the package built in build/python (PYTHONPATH,
+# and -P so that the source tree does not shadow it).
+run_python() {
+	echo "=== Python (pytest python/tests, build/python)"
+	configure build "${werror[@]}" -Dpython=enabled
+	ninja -C build
+	local log=build/pytest.log passed failed
+	PYTHONPATH="$PWD/build/python" /usr/bin/python3 -P -m pytest -q -p no:cacheprovider \
+		python/tests 2>&1 | tee "$log" || true
+	passed=$(grep -Eo '[0-9]+ passed' "$log" | tail -1 | cut -d' ' -f1)
+	failed=$(grep -Eo '[0-9]+ (failed|error)' "$log" | awk '{ n += $1 } END { print n + 0 }')
+	grep -Eq '[0-9]+ (passed|failed)' "$log" || failed=$((failed + 1)) # it did not run
+	record Python "${passed:-0}" "$failed"
+}
+
 # tests/threads under DRD, in the release build. DRD does not model C11
 # atomics or futexes: see tests/threads.c (ignore_segments) and tests/drd.supp.
 run_drd() {
@@ -86,7 +103,7 @@ run_drd() {
 # build-fuzz/.
 run_fuzz() {
 	echo "=== fuzz (build-fuzz, 3 targets, 30 s each)"
-	CC=clang configure build-fuzz "${werror[@]}" -Dfuzz=true -Dtests=disabled -Dbench=false
+	CC=clang configure build-fuzz "${werror[@]}" -Dfuzz=true -Dtests=disabled -Dbench=false -Dpython=disabled
 	ninja -C build-fuzz tests/fuzz/fuzz_segment tests/fuzz/fuzz_heap tests/fuzz/fuzz_dict
 	local target seeds corpus log passed=0 failed=0
 	for target in fuzz_segment:corpus fuzz_heap:corpus-heap fuzz_dict:corpus-dict; do
@@ -142,16 +159,17 @@ summary=$(mktemp)
 trap 'rm -f "$summary"' EXIT
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(release asan tsan drd fuzz model)
+[ ${#steps[@]} -gt 0 ] || steps=(release python asan tsan drd fuzz model)
 for b in "${steps[@]}"; do
 	case $b in
 	release) run_suite Release build ;;
 	asan) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		run_suite "ASan+UBSan" build-asan -Db_sanitize=address,undefined -Db_lundef=false \
-		-Dbuildtype=debugoptimized -Dbench=false ;;
+		-Dbuildtype=debugoptimized -Dbench=false -Dpython=disabled ;;
 	tsan) TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 		run_suite TSan build-tsan -Db_sanitize=thread -Db_lundef=false \
-		-Dbuildtype=debugoptimized -Dbench=false ;;
+		-Dbuildtype=debugoptimized -Dbench=false -Dpython=disabled ;;
+	python) run_python ;;
 	drd) run_drd ;;
 	fuzz) run_fuzz ;;
 	model) run_model ;;

@@ -5,7 +5,9 @@ process reads and writes in place (the C library's dict and list: each
 operation atomic, a process killed in the middle of one leaves it done or
 not done); its Queue(), Lock(), Value() ... are shmq's own. Keys and values
 are pickled (str, bytes and int without pickle); keys compare by their
-pickled bytes, so 1 and 1.0 are different keys here."""
+encoded bytes, with numbers made canonical first as a dict's hashing would
+have them (True, 1 and 1.0 are one key, kept as the int 1; inside a tuple
+key they are not made canonical)."""
 import operator
 from collections.abc import MutableMapping, MutableSequence
 
@@ -176,6 +178,11 @@ class ListProxy(_shmq.List, MutableSequence):
 
     def __mul__(self, n):
         return self._snapshot() * n
+
+    __rmul__ = __mul__
+
+    def __radd__(self, other):
+        return list(other) + self._snapshot()
 
     def __eq__(self, other):
         if isinstance(other, (list, ListProxy)):

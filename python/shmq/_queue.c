@@ -18,8 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Queues made here: a message of up to 1 MiB; 4 MiB of 64-byte cells. */
-#define PY_MSG_MAX (1u << 20)
+/* Queues made here: 4 MiB of 64-byte cells, messages of up to 64 KiB in the
+ * ring; a bigger one goes into an object of the queue's heap and the ring
+ * carries its name (TAG_BIG), so an object of any size passes. */
+#define PY_MSG_MAX (64u << 10)
 #define PY_CAPACITY (1u << 16)
 #define STACK_MSG 4096  /* messages up to this size pass through the stack */
 #define BATCH 256       /* put_many / get_many: messages per ring reservation */
@@ -56,7 +58,7 @@ typedef struct {
 	shmq_queue *rd;   /* consumer role; also joins, stats, eventfd */
 	shmq_queue *wr;   /* producer role, opened at this process's first put */
 	shmq_sem *slots;  /* maxsize > 0: free places, as multiprocessing counts them */
-	PyObject *heap;   /* the heap of slots */
+	PyObject *heap;   /* the heap of slots and big messages (or None) */
 	uint32_t maxsize;
 	size_t msg_max;
 	int joinable;
@@ -79,8 +81,12 @@ static PyObject *Queue_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 		return NULL;
 	if (maxsize < 0 || maxsize > INT32_MAX)
 		maxsize = 0; /* multiprocessing: <= 0 is unbounded */
-	if (maxsize && !PyObject_TypeCheck(heap, &Heap_Type)) {
+	if ((maxsize || slots) && !PyObject_TypeCheck(heap, &Heap_Type)) {
 		PyErr_SetString(PyExc_TypeError, "a bounded Queue needs heap=Heap");
+		return NULL;
+	}
+	if (heap != Py_None && !PyObject_TypeCheck(heap, &Heap_Type)) {
+		PyErr_SetString(PyExc_TypeError, "heap must be a Heap or None");
 		return NULL;
 	}
 	QueueObject *self = (QueueObject *)type->tp_alloc(type, 0);
@@ -104,12 +110,13 @@ static PyObject *Queue_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	} else {
 		r = shmq_queue_open_fd(fd, SHMQ_RD, &self->rd);
 	}
+	if (heap != Py_None)
+		self->heap = Py_NewRef(heap);
 	if (r == 0 && maxsize) {
 		shmq_heap *h = ((HeapObject *)heap)->heap;
 		r = slots ? shmq_sem_open(h, slots, &self->slots)
 			  : shmq_sem_create(h, NULL, (uint32_t)maxsize, (uint32_t)maxsize, 0,
 					    &self->slots);
-		self->heap = Py_NewRef(heap);
 	}
 	if (r < 0) {
 		Py_DECREF(self);
@@ -210,6 +217,67 @@ static int put_raw(QueueObject *q, const void *buf, size_t len, int64_t ns)
 	return 0;
 }
 
+/* A message too big for the ring: into a named object of the queue's heap,
+ * which the getter removes. Names are unique (pid, then a count, retried if
+ * a dead process of the same pid left one). A producer or consumer killed
+ * between the object's creation and its removal leaves it in the heap,
+ * which goes away with the queue's last process. */
+#define BIG_NAME 48
+
+static int big_store(QueueObject *q, const struct encoded *e, char *name)
+{
+	static _Atomic unsigned long seq;
+	shmq_heap *h = ((HeapObject *)q->heap)->heap;
+	shmq_array *a;
+	int r;
+	do {
+		snprintf(name, BIG_NAME, "shmq.big.%ld.%lu", (long)getpid(), ++seq);
+		r = shmq_array_create(h, name, encoded_len(e), SHMQ_NOLOCK, &a);
+	} while (r == -EEXIST);
+	if (r < 0)
+		return fail_errno(r);
+	encoded_copy(e, shmq_array_data(a));
+	shmq_array_close(a);
+	return 0;
+}
+
+static int put_big(QueueObject *q, const struct encoded *e, int64_t ns)
+{
+	if (!q->heap)
+		return put_error(q, -EMSGSIZE, encoded_len(e));
+	char msg[1 + BIG_NAME];
+	if (big_store(q, e, msg + 1) < 0)
+		return -1;
+	msg[0] = TAG_BIG;
+	if (put_raw(q, msg, 1 + strlen(msg + 1), ns) == 0)
+		return 0;
+	shmq_heap_remove(((HeapObject *)q->heap)->heap, msg + 1);
+	return -1;
+}
+
+/* The object a message got from the queue holds (fetching a big one). */
+static PyObject *decode_msg(QueueObject *q, const char *buf, size_t len)
+{
+	if (len < 2 || buf[0] != TAG_BIG || !q->heap)
+		return decode(buf, len);
+	char name[BIG_NAME];
+	if (len - 1 >= sizeof(name)) {
+		PyErr_SetString(PyExc_ValueError, "shmq: a corrupted big-message name");
+		return NULL;
+	}
+	memcpy(name, buf + 1, len - 1);
+	name[len - 1] = 0;
+	shmq_heap *h = ((HeapObject *)q->heap)->heap;
+	shmq_array *a;
+	int r = shmq_array_open(h, name, &a);
+	if (r < 0)
+		return raise_errno(r);
+	shmq_heap_remove(h, name); /* freed at our close */
+	PyObject *obj = decode(shmq_array_data(a), shmq_array_size(a));
+	shmq_array_close(a);
+	return obj;
+}
+
 static int put_obj(QueueObject *q, PyObject *obj, int64_t ns)
 {
 	if (check_open(q) < 0 || ensure_producer(q) < 0)
@@ -218,6 +286,11 @@ static int put_obj(QueueObject *q, PyObject *obj, int64_t ns)
 	if (encode(obj, &e) < 0)
 		return -1;
 	size_t len = encoded_len(&e);
+	if (len > q->msg_max) {
+		int r = put_big(q, &e, ns);
+		encoded_release(&e);
+		return r;
+	}
 	char stack[STACK_MSG];
 	char *buf = len <= sizeof(stack) ? stack : malloc(len);
 	int r = -1;
@@ -326,7 +399,7 @@ static PyObject *get_obj(QueueObject *q, int64_t ns)
 	if (get_raw(q, &g, ns, false) < 0)
 		return NULL;
 	give_slots(q, 1);
-	PyObject *obj = decode(g.buf, (size_t)g.len);
+	PyObject *obj = decode_msg(q, g.buf, (size_t)g.len);
 	got_release(&g);
 	return obj;
 }
@@ -360,12 +433,14 @@ static PyObject *Queue_iternext(QueueObject *self)
 	if (r == -EPIPE || r == -1)
 		return NULL; /* StopIteration, or the exception */
 	give_slots(self, 1);
-	PyObject *obj = decode(g.buf, (size_t)g.len);
+	PyObject *obj = decode_msg(self, g.buf, (size_t)g.len);
 	got_release(&g);
 	return obj;
 }
 
-/* Put every item of an iterable, BATCH per ring reservation. */
+/* Put every item of an iterable, in order, BATCH per ring reservation. On
+ * an error (queue.Full at the timeout, an unpicklable item) the items
+ * before the failing one are queued, the rest not. */
 static PyObject *Queue_put_many(QueueObject *self, PyObject *const *args, Py_ssize_t nargs,
 				PyObject *kwnames)
 {
@@ -393,15 +468,16 @@ static PyObject *Queue_put_many(QueueObject *self, PyObject *const *args, Py_ssi
 	for (Py_ssize_t at = 0; at < n;) {
 		unsigned k = 0;
 		size_t bytes = 0;
+		bool big = false;
 		for (; k < BATCH && at + k < n; k++) {
 			if (encode(items[at + k], &e[k]) < 0)
 				break;
-			bytes += encoded_len(&e[k]);
-			if (encoded_len(&e[k]) > self->msg_max) {
-				put_error(self, -EMSGSIZE, encoded_len(&e[k]));
-				k++;
+			if (encoded_len(&e[k]) > self->msg_max) { /* it goes alone, after these */
+				encoded_release(&e[k]);
+				big = true;
 				break;
 			}
+			bytes += encoded_len(&e[k]);
 		}
 		char *flat = PyErr_Occurred() ? NULL : malloc(bytes ? bytes : 1);
 		if (flat) {
@@ -437,6 +513,8 @@ static PyObject *Queue_put_many(QueueObject *self, PyObject *const *args, Py_ssi
 		if (PyErr_Occurred())
 			goto fail;
 		at += k;
+		if (big && put_obj(self, items[at++], left_ns(deadline)) < 0)
+			goto fail;
 	}
 	Py_DECREF(seq);
 	Py_RETURN_NONE;
@@ -494,7 +572,7 @@ static PyObject *Queue_get_many(QueueObject *self, PyObject *const *args, Py_ssi
 			break;
 		give_slots(self, (uint32_t)r);
 		for (int i = 0; i < r; i++) {
-			PyObject *obj = decode(iov[i].iov_base, iov[i].iov_len);
+			PyObject *obj = decode_msg(self, iov[i].iov_base, iov[i].iov_len);
 			if (!obj || PyList_Append(list, obj) < 0) {
 				Py_XDECREF(obj);
 				free(bufs);

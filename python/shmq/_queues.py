@@ -25,14 +25,14 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Queue(_shmq.Queue):
-    """multiprocessing.Queue(maxsize=0) in shared memory. msg_max: the
-    largest pickled object it takes (1 MiB by default; ValueError beyond)."""
+    """multiprocessing.Queue(maxsize=0) in shared memory. Objects of any
+    size pass: up to msg_max bytes (pickled; 64 KiB by default) through the
+    ring, bigger ones through the shared heap."""
 
     _joinable = False
 
     def __new__(cls, maxsize=0, *, ctx=None, msg_max=0):
-        heap = default_heap() if maxsize > 0 else None
-        q = _shmq.Queue.__new__(cls, -1, maxsize, msg_max, cls._joinable, heap)
+        q = _shmq.Queue.__new__(cls, -1, maxsize, msg_max, cls._joinable, default_heap())
         _live.add(q)
         return q
 

@@ -13,6 +13,7 @@ import copyreg
 import io
 import os
 import pickle
+import threading
 from multiprocessing import reduction
 
 from . import _shmq
@@ -36,13 +37,28 @@ def _dispatch_table():
     return _table
 
 
+_local = threading.local()  # a pickler per thread, reused: making one costs more than most dumps
+
+
 def dumps(obj):
     """obj pickled with protocol 5, as multiprocessing's ForkingPickler would."""
-    buf = io.BytesIO()
-    p = pickle.Pickler(buf, 5)
-    p.dispatch_table = _dispatch_table()
-    p.dump(obj)
-    return buf.getvalue()
+    table = _dispatch_table()
+    cached = getattr(_local, "pickler", None)
+    if cached is None or cached[2] is not table:
+        buf = io.BytesIO()
+        p = pickle.Pickler(buf, 5)
+        p.dispatch_table = table
+        cached = [p, buf, table]
+    _local.pickler = None  # a dumps from inside this one (a __reduce__) makes its own
+    p, buf = cached[0], cached[1]
+    try:
+        p.dump(obj)
+        return buf.getvalue()
+    finally:
+        buf.seek(0)
+        buf.truncate()
+        p.clear_memo()
+        _local.pickler = cached
 
 
 loads = pickle.loads

@@ -3,6 +3,8 @@
  * _state.c. */
 #include "_shmq.h"
 
+#include <marshal.h>
+
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -148,6 +150,27 @@ int fail_errno(int err)
 
 /* ---------------------------------------------------------------- codec -- */
 
+/* marshal's version 4 keeps shared references (as pickle does). */
+#define MARSHAL_VERSION 4
+
+/* obj marshalled if it is a built-in container or number that marshal
+ * takes whole (exact types all the way down: a subclass makes marshal
+ * refuse, and pickle then keeps its class); NULL without an exception if
+ * not, NULL with one for a real error (memory). */
+static PyObject *marshal_fast(PyObject *obj)
+{
+	PyTypeObject *t = Py_TYPE(obj);
+	if (t != &PyTuple_Type && t != &PyList_Type && t != &PyDict_Type && t != &PyFloat_Type &&
+	    t != &PySet_Type && t != &PyFrozenSet_Type && t != &PyComplex_Type &&
+	    t != &PyLong_Type && obj != Py_None && obj != Py_True && obj != Py_False)
+		return NULL;
+	PyObject *b = PyMarshal_WriteObjectToString(obj, MARSHAL_VERSION);
+	if (!b && (PyErr_ExceptionMatches(PyExc_ValueError) ||
+		   PyErr_ExceptionMatches(PyExc_RecursionError)))
+		PyErr_Clear(); /* unmarshallable inside: pickle it */
+	return b;
+}
+
 int encode(PyObject *obj, struct encoded *e)
 {
 	e->owner = NULL;
@@ -182,7 +205,17 @@ int encode(PyObject *obj, struct encoded *e)
 			return 0;
 		}
 	}
-	PyObject *p = PyObject_CallOneArg(refs.dumps, obj);
+	PyObject *p = marshal_fast(obj);
+	if (p) {
+		e->head[0] = TAG_MARSHAL;
+		e->body = PyBytes_AS_STRING(p);
+		e->body_len = (size_t)PyBytes_GET_SIZE(p);
+		e->owner = p;
+		return 0;
+	}
+	if (PyErr_Occurred())
+		return -1;
+	p = PyObject_CallOneArg(refs.dumps, obj);
 	if (!p)
 		return -1;
 	if (!PyBytes_Check(p) || PyBytes_GET_SIZE(p) < 1 ||
@@ -220,6 +253,8 @@ PyObject *decode(const void *buf, size_t len)
 		return PyBytes_FromStringAndSize((const char *)p + 1, (Py_ssize_t)len - 1);
 	case TAG_STR:
 		return PyUnicode_DecodeUTF8((const char *)p + 1, (Py_ssize_t)len - 1, "strict");
+	case TAG_MARSHAL:
+		return PyMarshal_ReadObjectFromString((const char *)p + 1, (Py_ssize_t)len - 1);
 	case TAG_INT:
 		if (len == 9) {
 			long long v;

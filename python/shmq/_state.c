@@ -606,7 +606,7 @@ static PyObject *Array_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	PyObject *heap;
 	Py_ssize_t size = 0;
 	const char *name = NULL;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "On|z:Array", names, &heap, &size, &name))
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|nz:Array", names, &heap, &size, &name))
 		return NULL;
 	if (!name && size < 0) {
 		PyErr_SetString(PyExc_ValueError, "negative size");
@@ -697,6 +697,25 @@ static int flatten(PyObject *obj, struct flat *f)
 	return 0;
 }
 
+/* A dict key: a bool or an integral float as the int it equals (Python's
+ * dict makes True, 1 and 1.0 one key; encoded bytes would not). */
+static int flatten_key(PyObject *key, struct flat *f)
+{
+	PyObject *canon = NULL;
+	if (PyBool_Check(key)) {
+		canon = PyLong_FromLong(key == Py_True);
+	} else if (PyFloat_CheckExact(key)) {
+		double v = PyFloat_AS_DOUBLE(key);
+		if (v == v && v - v == 0 && v == (double)(long long)v && v > -9.2e18 && v < 9.2e18)
+			canon = PyLong_FromLongLong((long long)v);
+	}
+	if (!canon)
+		return PyErr_Occurred() ? -1 : flatten(key, f);
+	int r = flatten(canon, f);
+	Py_DECREF(canon);
+	return r;
+}
+
 static void flat_release(struct flat *f)
 {
 	if (f->p != f->stack)
@@ -749,7 +768,7 @@ static ssize_t dict_fetch(void *arg, void *buf, size_t cap)
 static PyObject *dict_read(StateObject *self, PyObject *key, PyObject *dflt, int pop)
 {
 	struct flat k;
-	if (flatten(key, &k) < 0)
+	if (flatten_key(key, &k) < 0)
 		return NULL;
 	struct dict_op o = { self->h, &k, pop };
 	int err;
@@ -775,7 +794,7 @@ static PyObject *Dict_subscript(StateObject *self, PyObject *key)
 static int dict_write(StateObject *self, PyObject *key, PyObject *value, int insert)
 {
 	struct flat k, v;
-	if (flatten(key, &k) < 0)
+	if (flatten_key(key, &k) < 0)
 		return -1;
 	if (flatten(value, &v) < 0) {
 		flat_release(&k);
@@ -794,7 +813,7 @@ static int Dict_ass_subscript(StateObject *self, PyObject *key, PyObject *value)
 	if (value)
 		return dict_write(self, key, value, 0) < 0 ? -1 : 0;
 	struct flat k;
-	if (flatten(key, &k) < 0)
+	if (flatten_key(key, &k) < 0)
 		return -1;
 	int r = shmq_dict_del(self->h, k.p, k.len);
 	flat_release(&k);
@@ -814,7 +833,7 @@ static Py_ssize_t Dict_len(StateObject *self)
 static int Dict_contains(StateObject *self, PyObject *key)
 {
 	struct flat k;
-	if (flatten(key, &k) < 0)
+	if (flatten_key(key, &k) < 0)
 		return -1;
 	ssize_t r = shmq_dict_get(self->h, k.p, k.len, NULL, 0);
 	flat_release(&k);
@@ -871,7 +890,7 @@ static PyObject *Dict_replace(StateObject *self, PyObject *const *args, Py_ssize
 		return NULL;
 	}
 	struct flat k, o, n;
-	if (flatten(args[0], &k) < 0)
+	if (flatten_key(args[0], &k) < 0)
 		return NULL;
 	if (flatten(args[1], &o) < 0) {
 		flat_release(&k);
