@@ -138,9 +138,9 @@ static PyObject *Lock_acquire(StateObject *self, PyObject *const *args, Py_ssize
 			      PyObject *kwnames)
 {
 	PyObject *v[2] = { NULL, NULL };
-	int64_t ns;
-	if (parse_args("acquire", args, nargs, kwnames, acquire_names, 0, v) < 0 ||
-	    timeout_of(v[0], v[1], &ns) < 0)
+	int64_t ns = PY_FOREVER_NS;
+	if ((nargs || kwnames) && (parse_args("acquire", args, nargs, kwnames, acquire_names, 0, v) < 0 ||
+				   timeout_of(v[0], v[1], &ns) < 0))
 		return NULL;
 	int r = lock_take(self->h, ns);
 	return r < 0 ? NULL : PyBool_FromLong(r);
@@ -168,7 +168,7 @@ static PyObject *Lock_enter(StateObject *self, PyObject *unused)
 	return r < 0 ? NULL : PyBool_FromLong(r);
 }
 
-static PyObject *Lock_exit(StateObject *self, PyObject *args)
+static PyObject *Lock_exit(StateObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
 	return Lock_release(self, NULL);
 }
@@ -189,7 +189,7 @@ static PyMethodDef Lock_methods[] = {
 	{ "acquire", FN(Lock_acquire), FAST, "acquire(block=True, timeout=None) -> bool" },
 	{ "release", (PyCFunction)Lock_release, METH_NOARGS, "Release the lock." },
 	{ "__enter__", (PyCFunction)Lock_enter, METH_NOARGS, NULL },
-	{ "__exit__", (PyCFunction)Lock_exit, METH_VARARGS, NULL },
+	{ "__exit__", FN(Lock_exit), METH_FASTCALL, NULL },
 	{ "_is_mine", (PyCFunction)Lock_is_mine, METH_NOARGS, "Held by this thread?" },
 	{ "_held", (PyCFunction)Lock_held, METH_NOARGS, "Held by anyone?" },
 	{ "_name", (PyCFunction)lock_name, METH_NOARGS, NULL },

@@ -4,8 +4,10 @@ Listener and Client (sockets between unrelated processes) are the standard
 library's, re-exported."""
 import asyncio
 import os
+import threading
 import time
 from multiprocessing import connection as _mpc
+from multiprocessing import context as _mpcontext
 from multiprocessing.connection import Client, Listener  # noqa: F401
 
 from . import _shmq
@@ -22,20 +24,23 @@ class Connection(_shmq.Connection):
         pass
 
     @classmethod
-    def _open(cls, rdup, wdup):
+    def _open(cls, rdup, wdup, opened=None):
         rfd, wfd = fd_from(rdup), fd_from(wdup)
         try:
-            return _shmq.Connection.__new__(cls, rfd, wfd)
+            conn = _shmq.Connection.__new__(cls, rfd, wfd)
         finally:
             for fd in (rfd, wfd):
                 if fd >= 0:
                     os.close(fd)
+        if opened is not None:
+            opened.set()
+        return conn
 
     def __reduce__(self):
         rfd, wfd = self._fds()
         return (type(self)._open,
                 (fd_for_child(rfd) if rfd >= 0 else None,
-                 fd_for_child(wfd) if wfd >= 0 else None))
+                 fd_for_child(wfd) if wfd >= 0 else None, _hold_until_opened(self)))
 
     def __enter__(self):
         return self
@@ -66,6 +71,59 @@ class Connection(_shmq.Connection):
             except BlockingIOError:
                 pass
         return self.recv()
+
+
+# An end in transit: an OS pipe's fd keeps its end open in the kernel while
+# it travels; a shmq end is held by the processes that opened it. So that
+# closing the sender's copy right after sending (as multiprocessing programs
+# do) is not seen as end of file, the sender holds a copy of its own until
+# the receiver has opened the end (it sets `opened`), or the child it was
+# passed to at start died without doing so.
+_in_transit = []  # (copy, opened, popen or None)
+_in_transit_lock = threading.Lock()
+_TRANSIT_POLL_S = 0.005
+
+
+def _hold_until_opened(conn):
+    from ._sync import Event
+    rfd, wfd = conn._fds()
+    copy = _shmq.Connection(rfd, wfd)
+    opened = Event()
+    with _in_transit_lock:
+        _in_transit.append((copy, opened, _mpcontext.get_spawning_popen()))
+        if len(_in_transit) == 1:
+            threading.Thread(target=_release_when_opened, daemon=True,
+                             name="shmq-pipe-transit").start()
+    return opened
+
+
+def _child_gone(popen):
+    return popen is not None and getattr(popen, "pid", None) and popen.poll() is not None
+
+
+def _release_when_opened():
+    while True:
+        with _in_transit_lock:
+            for entry in list(_in_transit):
+                copy, opened, popen = entry
+                if opened.is_set() or _child_gone(popen):
+                    copy.close()
+                    _in_transit.remove(entry)
+            if not _in_transit:
+                return
+        time.sleep(_TRANSIT_POLL_S)
+
+
+def _forget_transit_in_child():
+    # The copies are the parent's to hold: a forked child drops its own.
+    global _in_transit_lock
+    _in_transit_lock = threading.Lock()
+    for copy, _, _ in _in_transit:
+        copy.close()
+    _in_transit.clear()
+
+
+os.register_at_fork(after_in_child=_forget_transit_in_child)
 
 
 def Pipe(duplex=True):
