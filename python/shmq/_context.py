@@ -4,16 +4,15 @@ import multiprocessing
 from multiprocessing import context as _mpctx
 
 from . import connection, sharedctypes
-from ._managers import Manager
-from ._queues import JoinableQueue, Queue, SimpleQueue
-from ._sync import Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
+from ._managers import Manager, ObjectFactory
+from ._queues import SimpleQueue
 
 _OURS = ["Queue", "SimpleQueue", "JoinableQueue", "Pipe", "Lock", "RLock", "Semaphore",
          "BoundedSemaphore", "Condition", "Event", "Barrier", "Value", "Array", "RawValue",
          "RawArray", "Manager"]
 
 
-class ShmqContext:
+class ShmqContext(ObjectFactory):
     """A multiprocessing context (get_context(method)) whose IPC objects are
     shmq's. Everything else (Process, Pool, cpu_count, ...) is the wrapped
     context's."""
@@ -37,38 +36,11 @@ class ShmqContext:
     def Process(self):
         return self._ctx.Process
 
-    def Queue(self, maxsize=0):
-        return Queue(maxsize)
-
     def SimpleQueue(self):
         return SimpleQueue()
 
-    def JoinableQueue(self, maxsize=0):
-        return JoinableQueue(maxsize)
-
     def Pipe(self, duplex=True):
         return connection.Pipe(duplex)
-
-    def Lock(self):
-        return Lock()
-
-    def RLock(self):
-        return RLock()
-
-    def Semaphore(self, value=1):
-        return Semaphore(value)
-
-    def BoundedSemaphore(self, value=1):
-        return BoundedSemaphore(value)
-
-    def Condition(self, lock=None):
-        return Condition(lock)
-
-    def Event(self):
-        return Event()
-
-    def Barrier(self, parties, action=None, timeout=None):
-        return Barrier(parties, action, timeout)
 
     def Value(self, typecode_or_type, *args, lock=True):
         return sharedctypes.Value(typecode_or_type, *args, lock=lock)

@@ -250,7 +250,38 @@ class ValueProxy(sharedctypes.Synchronized):
         self.value = value
 
 
-class SyncManager:
+class ObjectFactory:
+    """The constructors that a context and a Manager share."""
+
+    def Queue(self, maxsize=0):
+        return Queue(maxsize)
+
+    def JoinableQueue(self, maxsize=0):
+        return JoinableQueue(maxsize)
+
+    def Lock(self):
+        return Lock()
+
+    def RLock(self):
+        return RLock()
+
+    def Semaphore(self, value=1):
+        return Semaphore(value)
+
+    def BoundedSemaphore(self, value=1):
+        return BoundedSemaphore(value)
+
+    def Condition(self, lock=None):
+        return Condition(lock)
+
+    def Event(self):
+        return Event()
+
+    def Barrier(self, parties, action=None, timeout=None):
+        return Barrier(parties, action, timeout)
+
+
+class SyncManager(ObjectFactory):
     """What multiprocessing.Manager() returns, without a server: start(),
     shutdown(), connect() and join() have nothing to do; objects stay
     usable after shutdown (they live as long as a process holds them)."""
@@ -292,33 +323,6 @@ class SyncManager:
 
     def Namespace(self, **kwargs):
         return Namespace(**kwargs)
-
-    def Queue(self, maxsize=0):
-        return Queue(maxsize)
-
-    def JoinableQueue(self, maxsize=0):
-        return JoinableQueue(maxsize)
-
-    def Lock(self):
-        return Lock()
-
-    def RLock(self):
-        return RLock()
-
-    def Semaphore(self, value=1):
-        return Semaphore(value)
-
-    def BoundedSemaphore(self, value=1):
-        return BoundedSemaphore(value)
-
-    def Condition(self, lock=None):
-        return Condition(lock)
-
-    def Event(self):
-        return Event()
-
-    def Barrier(self, parties, action=None, timeout=None):
-        return Barrier(parties, action, timeout)
 
     def Value(self, typecode, value, lock=True):
         return ValueProxy(sharedctypes.RawValue(typecode, value), RLock())

@@ -24,6 +24,24 @@ def _after_fork_in_child():
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+async def wait_eventfd(fd):
+    """Until an shmq eventfd is readable (then consumed), or 50 ms passed: a
+    peer that dies is seen by the next get or poll, not by the eventfd."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(fd, ready.set_result, None)
+    try:
+        await asyncio.wait_for(ready, 0.05)
+    except asyncio.TimeoutError:
+        pass
+    finally:
+        loop.remove_reader(fd)
+    try:
+        os.read(fd, 8)
+    except BlockingIOError:
+        pass
+
+
 class Queue(_shmq.Queue):
     """multiprocessing.Queue(maxsize=0) in shared memory. Objects of any
     size pass: up to msg_max bytes (pickled; 64 KiB by default) through the
@@ -67,27 +85,12 @@ class Queue(_shmq.Queue):
 
     async def get_async(self):
         """get() for asyncio: waits on the queue's eventfd, not a thread."""
-        loop = asyncio.get_running_loop()
         fd = self._eventfd()
         while True:
             try:
                 return self.get_nowait()  # an empty queue re-arms the eventfd
             except _Empty:
-                pass
-            ready = loop.create_future()
-            loop.add_reader(fd, ready.set_result, None)
-            try:
-                # A producer that dies is seen by a get, not the eventfd:
-                # look again now and then.
-                await asyncio.wait_for(ready, 0.05)
-            except asyncio.TimeoutError:
-                pass
-            finally:
-                loop.remove_reader(fd)
-            try:
-                os.read(fd, 8)
-            except BlockingIOError:
-                pass
+                await wait_eventfd(fd)
 
 
 class SimpleQueue(Queue):

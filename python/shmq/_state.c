@@ -72,6 +72,24 @@ STATE_DEALLOC(array)
 STATE_DEALLOC(dict)
 STATE_DEALLOC(list)
 
+/* The constructor of a kind made from (heap, name=None) alone. */
+#define PLAIN_NEW(kind, pyname)                                                              \
+	static PyObject *kind##_new(PyTypeObject *type, PyObject *args, PyObject *kw)       \
+	{                                                                                    \
+		static char *names[] = { "heap", "name", NULL };                             \
+		PyObject *heap;                                                              \
+		const char *name = NULL;                                                     \
+		if (!PyArg_ParseTupleAndKeywords(args, kw, "O|z:" pyname, names, &heap, &name)) \
+			return NULL;                                                         \
+		shmq_heap *h = heap_of(heap);                                                \
+		StateObject *self = h ? state_alloc(type, heap) : NULL;                      \
+		if (!self)                                                                   \
+			return NULL;                                                         \
+		int r = name ? shmq_##kind##_open(h, name, (shmq_##kind **)&self->h)         \
+			     : shmq_##kind##_create(h, NULL, (shmq_##kind **)&self->h);      \
+		return state_made(self, r);                                                  \
+	}
+
 static PyObject *get_heap(StateObject *self, void *unused)
 {
 	return Py_NewRef(self->heap);
@@ -398,21 +416,7 @@ static PyMethodDef Cond_methods[] = {
 
 /* ---------------------------------------------------------------- Event -- */
 
-static PyObject *Event_new(PyTypeObject *type, PyObject *args, PyObject *kw)
-{
-	static char *names[] = { "heap", "name", NULL };
-	PyObject *heap;
-	const char *name = NULL;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|z:Event", names, &heap, &name))
-		return NULL;
-	shmq_heap *h = heap_of(heap);
-	StateObject *self = h ? state_alloc(type, heap) : NULL;
-	if (!self)
-		return NULL;
-	int r = name ? shmq_event_open(h, name, (shmq_event **)&self->h)
-		     : shmq_event_create(h, NULL, (shmq_event **)&self->h);
-	return state_made(self, r);
-}
+PLAIN_NEW(event, "Event")
 
 static PyObject *Event_set(StateObject *self, PyObject *unused)
 {
@@ -656,21 +660,7 @@ static PyMethodDef Array_methods[] = {
 
 /* ----------------------------------------------------------------- Dict -- */
 
-static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
-{
-	static char *names[] = { "heap", "name", NULL };
-	PyObject *heap;
-	const char *name = NULL;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|z:Dict", names, &heap, &name))
-		return NULL;
-	shmq_heap *h = heap_of(heap);
-	StateObject *self = h ? state_alloc(type, heap) : NULL;
-	if (!self)
-		return NULL;
-	int r = name ? shmq_dict_open(h, name, (shmq_dict **)&self->h)
-		     : shmq_dict_create(h, NULL, (shmq_dict **)&self->h);
-	return state_made(self, r);
-}
+PLAIN_NEW(dict, "Dict")
 
 /* An encoded key or value in one flat buffer (the dict and list take
  * contiguous bytes). */
@@ -998,21 +988,7 @@ static PyMethodDef Dict_methods[] = {
 
 /* ----------------------------------------------------------------- List -- */
 
-static PyObject *List_new(PyTypeObject *type, PyObject *args, PyObject *kw)
-{
-	static char *names[] = { "heap", "name", NULL };
-	PyObject *heap;
-	const char *name = NULL;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|z:List", names, &heap, &name))
-		return NULL;
-	shmq_heap *h = heap_of(heap);
-	StateObject *self = h ? state_alloc(type, heap) : NULL;
-	if (!self)
-		return NULL;
-	int r = name ? shmq_list_open(h, name, (shmq_list **)&self->h)
-		     : shmq_list_create(h, NULL, (shmq_list **)&self->h);
-	return state_made(self, r);
-}
+PLAIN_NEW(list, "List")
 
 static int list_error(int r)
 {
@@ -1160,12 +1136,12 @@ static PyMethodDef List_methods[] = {
 STATE_TYPE(Lock_Type, "Lock", Lock_new, lock, "Lock(heap, recursive=False, name=None)");
 STATE_TYPE(Sem_Type, "Semaphore", Sem_new, sem, "Semaphore(heap, value=1, max=0, name=None)");
 STATE_TYPE(Cond_Type, "Condition", Cond_new, cond, "Condition(heap, lock, name=None)");
-STATE_TYPE(Event_Type, "Event", Event_new, event, "Event(heap, name=None)");
+STATE_TYPE(Event_Type, "Event", event_new, event, "Event(heap, name=None)");
 STATE_TYPE(Barrier_Type, "Barrier", Barrier_new, barrier,
 	   "Barrier(heap, parties, action=None, timeout=None, name=None)");
 STATE_TYPE(Array_Type, "Array", Array_new, array, "Array(heap, size, name=None): shared bytes");
-STATE_TYPE(Dict_Type, "Dict", Dict_new, dict, "Dict(heap, name=None)");
-STATE_TYPE(List_Type, "List", List_new, list, "List(heap, name=None)");
+STATE_TYPE(Dict_Type, "Dict", dict_new, dict, "Dict(heap, name=None)");
+STATE_TYPE(List_Type, "List", list_new, list, "List(heap, name=None)");
 
 int state_types_init(PyObject *m)
 {

@@ -2,7 +2,6 @@
 
 Listener and Client (sockets between unrelated processes) are the standard
 library's, re-exported."""
-import asyncio
 import os
 import threading
 import time
@@ -11,6 +10,7 @@ from multiprocessing import context as _mpcontext
 from multiprocessing.connection import Client, Listener  # noqa: F401
 
 from . import _shmq
+from ._queues import wait_eventfd
 from ._reduction import fd_for_child, fd_from
 
 __all__ = ["Client", "Listener", "Pipe", "wait", "Connection"]
@@ -55,21 +55,9 @@ class Connection(_shmq.Connection):
 
     async def recv_async(self):
         """recv() for asyncio: waits on the end's eventfd, not a thread."""
-        loop = asyncio.get_running_loop()
         fd = self.fileno()
         while not self.poll():
-            ready = loop.create_future()
-            loop.add_reader(fd, ready.set_result, None)
-            try:
-                await asyncio.wait_for(ready, 0.05)  # a dead sender: see poll
-            except asyncio.TimeoutError:
-                pass
-            finally:
-                loop.remove_reader(fd)
-            try:
-                os.read(fd, 8)
-            except BlockingIOError:
-                pass
+            await wait_eventfd(fd)
         return self.recv()
 
 
