@@ -839,7 +839,8 @@ int shmq_event_wait(shmq_event *e, int64_t timeout_ns)
 		uint32_t key = ec_prepare(&w.s->ec);
 		if (event_check(&w))
 			return 0;
-		if (ec_wait(&w.s->ec, key, deadline) == -ETIMEDOUT)
+		ec_wait(&w.s->ec, key, deadline);
+		if (wait_expired(deadline)) /* the deadline, or an interruption */
 			return event_check(&w) ? 0 : -ETIMEDOUT;
 	}
 }

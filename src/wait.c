@@ -37,11 +37,14 @@ int64_t wait_slice(int64_t deadline, int64_t slice_ns)
 }
 
 /* Interruption (shmq_set_interrupt_check). The check is process-wide, set
- * once by a runtime before its threads wait; the mark is per thread and stays
- * until shmq_interrupted() reads it, so every wait of the interrupted call
- * (and of its cleanup) ends at once instead of sleeping again. */
+ * once by a runtime before its threads wait. A sleep that a signal or its
+ * slice's end cut short leaves `unusual` on the thread; the next deadline
+ * test of a wait that has a deadline asks the check then (not on every
+ * wake-up: a check may be costly, Python's takes the GIL). The mark stays
+ * until shmq_interrupted() reads it, so every finite wait of the cut call
+ * (and of its clean-up) ends at once instead of sleeping again. */
 static int (*_Atomic interrupt_check)(void);
-static _Thread_local bool interrupted;
+static _Thread_local bool unusual, interrupted;
 
 void shmq_set_interrupt_check(int (*check)(void))
 {
@@ -51,37 +54,31 @@ void shmq_set_interrupt_check(int (*check)(void))
 int shmq_interrupted(void)
 {
 	bool was = interrupted;
-	interrupted = false;
+	interrupted = unusual = false;
 	return was;
-}
-
-/* After a sleep cut short by a signal or a slice's end: ask the check. */
-static bool interrupt_requested(void)
-{
-	int (*check)(void) = atomic_load_explicit(&interrupt_check, memory_order_relaxed);
-	if (!interrupted && check && check())
-		interrupted = true;
-	return interrupted;
 }
 
 bool wait_expired(int64_t deadline)
 {
-	return deadline != WAIT_FOREVER && (interrupted || wait_now() >= deadline);
+	if (deadline == WAIT_FOREVER)
+		return false;
+	if (unusual && !interrupted) {
+		unusual = false;
+		int (*check)(void) = atomic_load_explicit(&interrupt_check, memory_order_relaxed);
+		interrupted = check && check();
+	}
+	return interrupted || wait_now() >= deadline;
 }
 
-/* What a futex sleep that returned r means: -ETIMEDOUT at its deadline, or
- * when a signal or the slice's end found an interrupt requested (a wait
- * without deadline is never cut); 0 otherwise: the caller re-checks. */
-static int slept(long r, int64_t deadline)
+/* What a futex sleep that returned r means: -ETIMEDOUT at its deadline (a
+ * slice's or the caller's), 0 otherwise: the caller re-checks. */
+static int slept(long r)
 {
 	if (r >= 0)
 		return 0;
-	int err = errno;
-	if (err != ETIMEDOUT && err != EINTR)
-		return 0; /* EAGAIN: the word had moved */
-	if (deadline != WAIT_FOREVER && interrupt_requested())
-		return -ETIMEDOUT;
-	return err == ETIMEDOUT ? -ETIMEDOUT : 0;
+	if (errno == EINTR || errno == ETIMEDOUT)
+		unusual = true;
+	return errno == ETIMEDOUT ? -ETIMEDOUT : 0; /* EAGAIN: the word had moved */
 }
 
 bool wait_spin(bool (*try)(void *), void *arg, int64_t deadline, int64_t spin_ns)
@@ -136,7 +133,7 @@ int wait_futex(_Atomic uint32_t *word, uint32_t val, int64_t deadline)
 	struct timespec abs = to_timespec(deadline);
 	long r = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET, val,
 			 deadline == WAIT_FOREVER ? NULL : &abs, NULL, FUTEX_BITSET_MATCH_ANY);
-	return slept(r, deadline); /* woken, moved (EAGAIN), signal: caller re-checks */
+	return slept(r); /* woken, moved (EAGAIN), signal: caller re-checks */
 }
 
 void wait_wake(_Atomic uint32_t *word, int n)
@@ -195,7 +192,7 @@ int ec_wait_many(_Atomic uint32_t *const *words, const uint32_t *keys, unsigned 
 		long r = syscall(SYS_futex_waitv, w, n, 0, deadline == WAIT_FOREVER ? NULL : &abs,
 				 CLOCK_MONOTONIC);
 		if (r >= 0 || errno != ENOSYS)
-			return slept(r, deadline);
+			return slept(r);
 		atomic_store_explicit(&waitv_missing, 1, memory_order_relaxed);
 	}
 #endif

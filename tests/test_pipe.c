@@ -179,6 +179,33 @@ Test(pipe, too_small_buffer_leaves_the_message)
 	shmq_conn_close(b);
 }
 
+/* shmq_recv_len: the length of what -EMSGSIZE left waiting, short or long. */
+Test(pipe, recv_len_sizes_the_buffer)
+{
+	shmq_conn *a, *b;
+	small_pipe(&a, &b, 0);
+	unsigned char out[5000], in[5000];
+	cr_expect_eq(shmq_recv_len(a), -ENOENT, "nothing left waiting yet");
+	cr_expect_eq(shmq_recv_len(NULL), -EINVAL);
+	fill(out, 100, 0);
+	fill(out + 100, 3000, 1);
+	cr_assert_eq(shmq_send(b, out, 100, 0), 0);
+	cr_assert_eq(shmq_recv(a, in, 8, 0), -EMSGSIZE);
+	cr_expect_eq(shmq_recv_len(a), 100);
+	cr_expect_eq(shmq_recv(a, in, (size_t)shmq_recv_len(a), 0), 100);
+	cr_expect_eq(shmq_recv_len(a), -ENOENT, "received: nothing waits");
+	struct sender_arg s = { a, b, (size_t[]){ 3000 }, 1 };
+	pid_t kid = t_fork(sender, &s);
+	cr_expect_eq(shmq_recv(a, in, 10, LIVE), -EMSGSIZE);
+	cr_expect_eq(shmq_recv_len(a), 3000, "a long message: its whole length");
+	cr_expect_eq(shmq_recv(a, in, 3000, LIVE), 3000);
+	cr_expect(intact(in, 3000, 0));
+	int st;
+	cr_assert_eq(t_wait(kid, &st, LIVE), 0);
+	shmq_conn_close(a);
+	shmq_conn_close(b);
+}
+
 /* ---------------------------------------------------- end of file cases -- */
 
 /* Sends to a pipe whose other end is gone: -EPIPE at once if it closed, or,

@@ -10,6 +10,8 @@
 
 #include "common.h"
 
+#include <sys/time.h>
+
 #define LIVE (2 * T_SEC * T_SCALE)      /* "returns, not a hang" bound */
 #define DEATH (500 * T_MS * T_SCALE)     /* a death is acted on within this */
 #define LONG_WAIT (10 * T_SEC * T_SCALE) /* a wait that must be cut short */
@@ -2629,4 +2631,99 @@ Test(array, open_by_name_sees_the_same_bytes)
 	shmq_array_close(b);
 	shmq_array_close(a);
 	shmq_heap_close(s->h);
+}
+
+/* ---------------------------------------------------------- interruption -- */
+/* shmq_set_interrupt_check: a runtime's check, asked when a signal cuts a
+ * sleep, ends finite waits as at their deadline (with its clean-up: a
+ * Barrier breaks, a Condition retakes its lock), marks the thread, and
+ * never cuts a wait with timeout -1. */
+
+static volatile sig_atomic_t alarms;
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	alarms++;
+}
+
+static int alarmed(void)
+{
+	return alarms > 0;
+}
+
+/* SIGALRM in ms, with a handler that interrupts syscalls (no SA_RESTART),
+ * as Python's are. */
+static void alarm_in(int ms)
+{
+	struct sigaction sa = { .sa_handler = on_alarm };
+	sigaction(SIGALRM, &sa, NULL);
+	alarms = 0;
+	struct itimerval it = { .it_value = { .tv_sec = 0, .tv_usec = ms * 1000 } };
+	setitimer(ITIMER_REAL, &it, NULL);
+}
+
+#define LONG_NS (60 * T_SEC)
+
+Test(interrupt, cuts_finite_waits_with_their_timeout_clean_up, .timeout = T_TIMEOUT(30))
+{
+	shmq_set_interrupt_check(alarmed);
+	shmq_queue *q;
+	cr_assert_eq(shmq_queue_create(NULL, NULL, &q), 0);
+	char buf[64];
+	alarm_in(50);
+	int64_t t0 = t_now();
+	cr_expect_eq(shmq_get(q, buf, sizeof(buf), LONG_NS), -ETIMEDOUT);
+	cr_expect_lt(t_now() - t0, 10 * T_SEC, "cut, not waited out");
+	cr_expect_eq(shmq_interrupted(), 1, "the thread is marked");
+	cr_expect_eq(shmq_interrupted(), 0, "and the mark is read once");
+	cr_expect_eq(shmq_put(q, "x", 1, 0), 0, "the queue is as it was");
+	cr_expect_eq(shmq_get(q, buf, sizeof(buf), 0), 1);
+
+	shmq_heap *h = t_mkheap(NULL, 0);
+	shmq_barrier *b;
+	cr_assert_eq(shmq_barrier_create(h, NULL, 2, &b), 0);
+	alarm_in(50);
+	cr_expect_eq(shmq_barrier_wait(b, LONG_NS), -ETIMEDOUT);
+	cr_expect_eq(shmq_interrupted(), 1);
+	cr_expect_eq(shmq_barrier_broken(b), 1, "a cut wait breaks it, as a timeout does");
+
+	shmq_cond *c;
+	cr_assert_eq(shmq_cond_create(h, NULL, NULL, &c), 0);
+	cr_assert_eq(shmq_lock_acquire(shmq_cond_lock(c), 0), 0);
+	alarm_in(50);
+	cr_expect_eq(shmq_cond_wait(c, LONG_NS), -ETIMEDOUT);
+	cr_expect_eq(shmq_interrupted(), 1);
+	cr_expect_eq(shmq_lock_is_mine(shmq_cond_lock(c)), 1, "the lock is taken again");
+	cr_expect_eq(shmq_lock_release(shmq_cond_lock(c)), 0);
+
+	shmq_set_interrupt_check(NULL);
+	shmq_cond_close(c);
+	shmq_barrier_close(b);
+	shmq_heap_close(h);
+	shmq_queue_close(q);
+}
+
+static void *put_later(void *arg)
+{
+	t_nap(300 * T_MS);
+	shmq_put(arg, "late", 4, -1);
+	return NULL;
+}
+
+Test(interrupt, never_cuts_a_wait_without_deadline, .timeout = T_TIMEOUT(30))
+{
+	shmq_set_interrupt_check(alarmed);
+	shmq_queue *q;
+	cr_assert_eq(shmq_queue_create(NULL, NULL, &q), 0);
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, put_later, q), 0);
+	alarm_in(50);
+	char buf[64];
+	cr_expect_eq(shmq_get(q, buf, sizeof(buf), -1), 4, "got the message after the signal");
+	cr_expect(alarms > 0, "the signal came while it waited");
+	cr_expect_eq(shmq_interrupted(), 0);
+	pthread_join(t, NULL);
+	shmq_set_interrupt_check(NULL);
+	shmq_queue_close(q);
 }

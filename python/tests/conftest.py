@@ -35,3 +35,13 @@ def ctx(request):
 @pytest.fixture
 def fork_ctx():
     return mpmod.get_context("fork")
+
+
+@pytest.fixture
+def reap_children(mp):
+    """Kill whatever child a failed test left behind (test files that start
+    children use it for every test: pytestmark = usefixtures("reap_children"))."""
+    yield
+    for p in mp.active_children():
+        p.kill()
+        p.join(5)

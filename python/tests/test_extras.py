@@ -11,68 +11,14 @@ import asyncio
 import os
 import queue
 import signal
-import threading
 import time
 
 import pytest
 
 from conftest import shmq_only
+from helpers import bounded, join_ok, recv, start
 
-JOIN_TIMEOUT = 20
-
-
-# --- helpers -----------------------------------------------------------------
-
-def start(factory, target, *args):
-    p = factory.Process(target=target, args=args)
-    p.start()
-    return p
-
-
-def join_ok(*procs, timeout=JOIN_TIMEOUT):
-    """Join every process within `timeout` seconds; each must have exited 0."""
-    deadline = time.monotonic() + timeout
-    for p in procs:
-        p.join(max(0.0, deadline - time.monotonic()))
-    hung = [p for p in procs if p.is_alive()]
-    for p in hung:
-        p.kill()
-        p.join(5)
-    assert not hung, "child process hung"
-    assert [p.exitcode for p in procs] == [0] * len(procs)
-
-
-def recv(conn, timeout=10):
-    assert conn.poll(timeout), "child did not report"
-    return conn.recv()
-
-
-def bounded(fn, *args, timeout=10):
-    """Call `fn(*args)` (a call without a timeout of its own) in a thread; fail
-    if it has not returned within `timeout` seconds. Returns its result."""
-    out = {}
-
-    def run():
-        try:
-            out["value"] = fn(*args)
-        except BaseException as e:
-            out["error"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(timeout)
-    assert not t.is_alive(), f"{fn} did not return within {timeout} s"
-    if "error" in out:
-        raise out["error"]
-    return out.get("value")
-
-
-@pytest.fixture(autouse=True)
-def _reap_children(mp):
-    yield
-    for p in mp.active_children():
-        p.kill()
-        p.join(5)
+pytestmark = pytest.mark.usefixtures("reap_children")
 
 
 # --- child targets -----------------------------------------------------------

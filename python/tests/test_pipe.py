@@ -7,78 +7,21 @@ import array
 import importlib
 import os
 import select
-import threading
-import time
 
 import pytest
 
-JOIN_TIMEOUT = 20
+from helpers import bounded, join_ok, recv, recv_bytes, start
+
+pytestmark = pytest.mark.usefixtures("reap_children")
+
 BIG = 3 * (1 << 20) + 7  # larger than any ring: streamed in chunks
 
 
 # --- helpers -----------------------------------------------------------------
 
-def start(factory, target, *args):
-    p = factory.Process(target=target, args=args)
-    p.start()
-    return p
-
-
-def join_ok(*procs, timeout=JOIN_TIMEOUT):
-    """Join every process within `timeout` seconds; each must have exited 0."""
-    deadline = time.monotonic() + timeout
-    for p in procs:
-        p.join(max(0.0, deadline - time.monotonic()))
-    hung = [p for p in procs if p.is_alive()]
-    for p in hung:
-        p.kill()
-        p.join(5)
-    assert not hung, "child process hung"
-    assert [p.exitcode for p in procs] == [0] * len(procs)
-
-
-def recv(conn, timeout=10):
-    """conn.recv(), failing instead of hanging when nothing comes."""
-    assert conn.poll(timeout), "nothing received"
-    return conn.recv()
-
-
-def recv_bytes(conn, timeout=10):
-    assert conn.poll(timeout), "nothing received"
-    return conn.recv_bytes()
-
-
-def bounded(fn, *args, timeout=20):
-    """Call `fn(*args)` (a send that may block while the reader is slow) in a
-    thread; fail if it has not returned within `timeout` seconds."""
-    out = {}
-
-    def run():
-        try:
-            out["value"] = fn(*args)
-        except BaseException as e:
-            out["error"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(timeout)
-    assert not t.is_alive(), f"{fn} did not return within {timeout} s"
-    if "error" in out:
-        raise out["error"]
-    return out.get("value")
-
-
 def connection_module(mp):
     """multiprocessing.connection (or shmq.connection)."""
     return importlib.import_module(mp.__name__ + ".connection")
-
-
-@pytest.fixture(autouse=True)
-def _reap_children(mp):
-    yield
-    for p in mp.active_children():
-        p.kill()
-        p.join(5)
 
 
 # --- child targets -----------------------------------------------------------
@@ -300,12 +243,12 @@ def test_large_messages_both_ways(mp):
     blob = bytes(range(251)) * (BIG // 251)
     obj = {"blob": bytearray(blob[:2_500_000]), "tail": list(range(1000))}
     p = start(mp, echo_bytes, b, 1)
-    bounded(a.send_bytes, blob)
+    bounded(a.send_bytes, blob, timeout=20)
     assert recv_bytes(a, 20) == blob
     join_ok(p)
     a, b = mp.Pipe()
     p = start(mp, echo_objects, b, 1)
-    bounded(a.send, obj)
+    bounded(a.send, obj, timeout=20)
     assert recv(a, 20) == obj
     join_ok(p)
 

@@ -6,79 +6,20 @@ methods) and bounds every wait, so a broken queue fails instead of hanging.
 import collections
 import math
 import queue
-import threading
-import time
 
 import pytest
 
+from helpers import bounded, join_ok, start, wait_until
+
+pytestmark = pytest.mark.usefixtures("reap_children")
+
+
 # --- helpers -----------------------------------------------------------------
-
-JOIN_TIMEOUT = 20
-
-
-def start(factory, target, *args):
-    """Start `target(*args)` in a process of `factory` (the module or a context)."""
-    p = factory.Process(target=target, args=args)
-    p.start()
-    return p
-
-
-def join_ok(*procs, timeout=JOIN_TIMEOUT):
-    """Join every process within `timeout` seconds; each must have exited 0."""
-    deadline = time.monotonic() + timeout
-    for p in procs:
-        p.join(max(0.0, deadline - time.monotonic()))
-    hung = [p for p in procs if p.is_alive()]
-    for p in hung:
-        p.kill()
-        p.join(5)
-    assert not hung, "child process hung"
-    assert [p.exitcode for p in procs] == [0] * len(procs)
-
-
-def wait_until(pred, timeout=5.0):
-    """Poll `pred` until it is true; False if `timeout` passes first."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
-
-
-def bounded(fn, *args, timeout=10):
-    """Call `fn(*args)` (a call that takes no timeout) in a thread; fail if it
-    has not returned within `timeout` seconds. Returns its result."""
-    out = {}
-
-    def run():
-        try:
-            out["value"] = fn(*args)
-        except BaseException as e:  # re-raised in the caller
-            out["error"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(timeout)
-    assert not t.is_alive(), f"{fn} did not return within {timeout} s"
-    if "error" in out:
-        raise out["error"]
-    return out.get("value")
-
 
 def made_by(mp, obj):
     """Whether `obj` is an object of the module under test (not the stdlib's
     multiprocessing when testing shmq)."""
     return type(obj).__module__.partition(".")[0] == mp.__name__
-
-
-@pytest.fixture(autouse=True)
-def _reap_children(mp):
-    """Kill whatever child a failed test left behind."""
-    yield
-    for p in mp.active_children():
-        p.kill()
-        p.join(5)
 
 
 # --- picklable payloads and child targets ------------------------------------
@@ -277,7 +218,7 @@ def test_qsize_empty_full(mp):
     assert q.empty() and not q.full() and q.qsize() == 0
     p = start(mp, put_range, q, 3)
     join_ok(p)
-    assert wait_until(lambda: q.qsize() == 3 and q.full() and not q.empty())
+    assert wait_until(lambda: q.qsize() == 3 and q.full() and not q.empty(), timeout=5.0)
     assert q.get(timeout=5) == 0
     assert q.qsize() == 2 and not q.full()
     q.get(timeout=5)

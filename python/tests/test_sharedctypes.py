@@ -5,38 +5,13 @@ import time
 
 import pytest
 
-JOIN_TIMEOUT = 20
+from helpers import join_ok, start
 
-
-def start(factory, target, *args):
-    p = factory.Process(target=target, args=args)
-    p.start()
-    return p
-
-
-def join_ok(*procs, timeout=JOIN_TIMEOUT):
-    """Join every process within `timeout` seconds; each must have exited 0."""
-    deadline = time.monotonic() + timeout
-    for p in procs:
-        p.join(max(0.0, deadline - time.monotonic()))
-    hung = [p for p in procs if p.is_alive()]
-    for p in hung:
-        p.kill()
-        p.join(5)
-    assert not hung, "child process hung"
-    assert [p.exitcode for p in procs] == [0] * len(procs)
+pytestmark = pytest.mark.usefixtures("reap_children")
 
 
 def run(mp, target, *args):
     join_ok(start(mp, target, *args))
-
-
-@pytest.fixture(autouse=True)
-def _reap_children(mp):
-    yield
-    for p in mp.active_children():
-        p.kill()
-        p.join(5)
 
 
 class Point(ctypes.Structure):

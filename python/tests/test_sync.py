@@ -11,34 +11,12 @@ import time
 
 import pytest
 
-JOIN_TIMEOUT = 20
+from helpers import join_ok, recv, start, wait_until
+
+pytestmark = pytest.mark.usefixtures("reap_children")
 
 
 # --- helpers -----------------------------------------------------------------
-
-def start(factory, target, *args):
-    p = factory.Process(target=target, args=args)
-    p.start()
-    return p
-
-
-def join_ok(*procs, timeout=JOIN_TIMEOUT):
-    """Join every process within `timeout` seconds; each must have exited 0."""
-    deadline = time.monotonic() + timeout
-    for p in procs:
-        p.join(max(0.0, deadline - time.monotonic()))
-    hung = [p for p in procs if p.is_alive()]
-    for p in hung:
-        p.kill()
-        p.join(5)
-    assert not hung, "child process hung"
-    assert [p.exitcode for p in procs] == [0] * len(procs)
-
-
-def recv(conn, timeout=10):
-    assert conn.poll(timeout), "child did not report"
-    return conn.recv()
-
 
 @contextlib.contextmanager
 def holding(lock, timeout=10):
@@ -73,23 +51,6 @@ def gather(readers, count, timeout=10.0):
 
 def ready_count(readers):
     return sum(1 for r in readers if r.poll())
-
-
-def wait_until(pred, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
-
-
-@pytest.fixture(autouse=True)
-def _reap_children(mp):
-    yield
-    for p in mp.active_children():
-        p.kill()
-        p.join(5)
 
 
 # --- child targets -----------------------------------------------------------
