@@ -78,8 +78,8 @@ run_python() {
 	local log=build/pytest.log passed failed
 	PYTHONPATH="$PWD/build/python" /usr/bin/python3 -P -m pytest -q -p no:cacheprovider \
 		python/tests 2>&1 | tee "$log" || true
-	passed=$(grep -Eo '[0-9]+ passed' "$log" | tail -1 | cut -d' ' -f1)
-	failed=$(grep -Eo '[0-9]+ (failed|error)' "$log" | awk '{ n += $1 } END { print n + 0 }')
+	passed=$({ grep -Eo '[0-9]+ passed' "$log" || true; } | tail -1 | cut -d' ' -f1)
+	failed=$({ grep -Eo '[0-9]+ (failed|error)' "$log" || true; } | awk '{ n += $1 } END { print n + 0 }')
 	grep -Eq '[0-9]+ (passed|failed)' "$log" || failed=$((failed + 1)) # it did not run
 	record Python "${passed:-0}" "$failed"
 }
