@@ -41,6 +41,15 @@ static int64_t left_ns(int64_t deadline)
 	return left > 0 ? left : 0;
 }
 
+/* The deadline of a wait of ns, taken when the wait first has to block (the
+ * clock costs as much as a put that does not). */
+static int64_t deadline_of(int64_t *deadline, int64_t ns)
+{
+	if (!*deadline)
+		*deadline = now_ns() + ns;
+	return *deadline;
+}
+
 /* A nap of up to ns, interruptible: 0, or -1 with a signal handler's exception. */
 static int nap(int64_t ns)
 {
@@ -197,12 +206,12 @@ static int put_raw(QueueObject *q, const void *buf, size_t len, int64_t ns)
 {
 	if (len > q->msg_max)
 		return put_error(q, -EMSGSIZE, len);
-	int64_t deadline = now_ns() + ns;
-	if (q->slots && take_slot(q, ns) < 0)
+	int64_t deadline = 0;
+	if (q->slots && (deadline_of(&deadline, ns), take_slot(q, ns) < 0))
 		return -1;
 	int r = shmq_put(q->wr, buf, len, 0);
 	if (r == -EAGAIN && ns > 0) {
-		int64_t left = left_ns(deadline);
+		int64_t left = left_ns(deadline_of(&deadline, ns));
 		BLOCKING(r, shmq_put(q->wr, buf, len, left));
 		if (interrupted(r < 0)) {
 			if (r < 0)
@@ -345,12 +354,12 @@ static void got_release(struct got *g)
  * (queue.Empty at the timeout), or -EPIPE. */
 static ssize_t get_raw(QueueObject *q, struct got *g, int64_t ns, bool eof_ends)
 {
-	int64_t deadline = now_ns() + ns;
+	int64_t deadline = 0;
 	g->buf = g->stack;
 	for (;;) {
 		ssize_t r = shmq_get(q->rd, g->buf, STACK_MSG, 0);
 		if (r == -EAGAIN && ns > 0) {
-			int64_t left = left_ns(deadline);
+			int64_t left = left_ns(deadline_of(&deadline, ns));
 			BLOCKING(r, shmq_get(q->rd, g->buf, STACK_MSG, left));
 			if (interrupted(r < 0)) {
 				/* A message got while the handler ran stays ours. */
@@ -377,7 +386,7 @@ static ssize_t get_raw(QueueObject *q, struct got *g, int64_t ns, bool eof_ends)
 			return g->len = r;
 		if (r == -EPIPE && eof_ends)
 			return -EPIPE;
-		if (r == -EPIPE && ns > 0 && left_ns(deadline) > 0) {
+		if (r == -EPIPE && ns > 0 && left_ns(deadline_of(&deadline, ns)) > 0) {
 			int64_t left = left_ns(deadline);
 			if (nap(left < EOF_NAP_NS ? left : EOF_NAP_NS) < 0)
 				return -1;
