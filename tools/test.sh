@@ -6,6 +6,8 @@
 #   tsan     build-tsan/  ThreadSanitizer
 #   python   build/       the Python package's pytest suite (python/tests) with
 #                         Debian's /usr/bin/python3, from the build tree
+#   pyasan   build-asan/  the Python suite's binding tests against the package
+#                         built with ASan+UBSan (the runtime preloaded)
 #   drd      build/       tests/threads under valgrind's DRD (tests/drd.supp)
 #   fuzz     build-fuzz/  90 s of fuzzing (clang), tests/fuzz: 30 s for each target
 #   model    (temp dirs)  Spin verification of tests/model/{ring,sync,epoch}.pml
@@ -69,19 +71,46 @@ count_tests() { # testlog.txt
 	END { end_test(); printf "%d %d\n", p, f }' "$1"
 }
 
+# Runs a pytest command (the arguments), tee'd into a log, and records its
+# counts under a name. A run that printed no count is one failure.
+pytest_record() { # name, log, command...
+	local name=$1 log=$2 passed failed
+	shift 2
+	"$@" 2>&1 | tee "$log" || true
+	passed=$({ grep -Eo '[0-9]+ passed' "$log" || true; } | tail -1 | cut -d' ' -f1)
+	failed=$({ grep -Eo '[0-9]+ (failed|error)' "$log" || true; } | awk '{ n += $1 } END { print n + 0 }')
+	grep -Eq '[0-9]+ (passed|failed)' "$log" || failed=$((failed + 1))
+	record "$name" "${passed:-0}" "$failed"
+}
+
 # The Python suite against the package built in build/python (PYTHONPATH,
 # and -P so that the source tree does not shadow it).
 run_python() {
 	echo "=== Python (pytest python/tests, build/python)"
 	configure build "${werror[@]}" -Dpython=enabled
 	ninja -C build
-	local log=build/pytest.log passed failed
-	PYTHONPATH="$PWD/build/python" /usr/bin/python3 -P -m pytest -q -p no:cacheprovider \
-		python/tests 2>&1 | tee "$log" || true
-	passed=$({ grep -Eo '[0-9]+ passed' "$log" || true; } | tail -1 | cut -d' ' -f1)
-	failed=$({ grep -Eo '[0-9]+ (failed|error)' "$log" || true; } | awk '{ n += $1 } END { print n + 0 }')
-	grep -Eq '[0-9]+ (passed|failed)' "$log" || failed=$((failed + 1)) # it did not run
-	record Python "${passed:-0}" "$failed"
+	pytest_record Python build/pytest.log env PYTHONPATH="$PWD/build/python" \
+		/usr/bin/python3 -P -m pytest -q -p no:cacheprovider python/tests
+}
+
+# The binding's tests (not the seeds, start methods and leak counts: they add
+# time, not coverage of C) against the extension and libshmq built with
+# ASan+UBSan in build-asan. The interpreter is not instrumented: the runtime
+# is preloaded, and Python's allocator is plain malloc.
+run_pyasan() {
+	echo "=== Python under ASan+UBSan (pytest, build-asan/python)"
+	configure build-asan "${werror[@]}" "${asan_options[@]}"
+	ninja -C build-asan
+	local t tests=()
+	for t in queue pipe sync sharedctypes manager extras kill; do
+		tests+=("python/tests/test_$t.py")
+	done
+	pytest_record "Python ASan+UBSan" build-asan/pytest.log env \
+		LD_PRELOAD="$(gcc -print-file-name=libasan.so)" PYTHONMALLOC=malloc \
+		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		PYTHONPATH="$PWD/build-asan/python" /usr/bin/python3 -P -m pytest -q \
+		-p no:cacheprovider "${tests[@]}"
 }
 
 # tests/threads under DRD, in the release build. DRD does not model C11
@@ -155,21 +184,25 @@ check_model() { # name: tests/model/NAME.pml
 	fi
 }
 
+# The ASan+UBSan build (its C suites and the Python binding's tests).
+asan_options=(-Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized
+	-Dbench=false -Dpython=enabled)
+
 summary=$(mktemp)
 trap 'rm -f "$summary"' EXIT
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(release python asan tsan drd fuzz model)
+[ ${#steps[@]} -gt 0 ] || steps=(release python asan pyasan tsan drd fuzz model)
 for b in "${steps[@]}"; do
 	case $b in
 	release) run_suite Release build ;;
 	asan) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		run_suite "ASan+UBSan" build-asan -Db_sanitize=address,undefined -Db_lundef=false \
-		-Dbuildtype=debugoptimized -Dbench=false -Dpython=disabled ;;
+		run_suite "ASan+UBSan" build-asan "${asan_options[@]}" ;;
 	tsan) TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 		run_suite TSan build-tsan -Db_sanitize=thread -Db_lundef=false \
 		-Dbuildtype=debugoptimized -Dbench=false -Dpython=disabled ;;
 	python) run_python ;;
+	pyasan) run_pyasan ;;
 	drd) run_drd ;;
 	fuzz) run_fuzz ;;
 	model) run_model ;;

@@ -33,7 +33,10 @@ REFS_BOUND = 2
 
 
 def rss_anon():
-    """Private resident memory of this process, in bytes (None where not available)."""
+    """Private resident memory of this process, in bytes (None where not available,
+    or under AddressSanitizer, whose quarantine holds freed memory on purpose)."""
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        return None
     try:
         with open("/proc/self/status") as f:
             for line in f:
