@@ -102,7 +102,7 @@ run_pyasan() {
 	configure build-asan "${werror[@]}" "${asan_options[@]}"
 	ninja -C build-asan
 	local t tests=()
-	for t in queue pipe sync sharedctypes manager extras kill; do
+	for t in queue pipe sync sharedctypes manager extras kill codec; do
 		tests+=("python/tests/test_$t.py")
 	done
 	pytest_record "Python ASan+UBSan" build-asan/pytest.log env \
