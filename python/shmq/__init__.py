@@ -16,17 +16,17 @@ from multiprocessing import (  # noqa: F401  (re-exported)
     active_children, allow_connection_pickling, cpu_count, current_process, freeze_support,
     get_all_start_methods, get_logger, get_start_method, log_to_stderr, parent_process,
     set_executable, set_forkserver_preload, set_start_method)
+import threading as _threading
 from queue import Empty, Full
 
-from . import _reduction, _shmq, connection, sharedctypes
-from ._context import ShmqContext, get_context
-from ._managers import Manager, SyncManager
+from . import _reduction, _shmq, connection, sharedctypes  # noqa: F401  (submodules)
+from ._context import ShmqContext, get_context  # noqa: F401
+from ._managers import Manager, SyncManager  # noqa: F401
 from ._queues import JoinableQueue, Queue, SimpleQueue
 from ._sync import (Barrier, BoundedSemaphore, Condition, Event, Lock, OwnerDiedWarning, RLock,
                     Semaphore)
 from .connection import Pipe
 from .sharedctypes import Array, RawArray, RawValue, Value
-import threading as _threading
 
 
 class TaskLostError(RuntimeError):

@@ -207,8 +207,11 @@ static int put_raw(QueueObject *q, const void *buf, size_t len, int64_t ns)
 	if (len > q->msg_max)
 		return put_error(q, -EMSGSIZE, len);
 	int64_t deadline = 0;
-	if (q->slots && (deadline_of(&deadline, ns), take_slot(q, ns) < 0))
-		return -1;
+	if (q->slots) {
+		deadline_of(&deadline, ns);
+		if (take_slot(q, ns) < 0)
+			return -1;
+	}
 	int r = shmq_put(q->wr, buf, len, 0);
 	if (r == -EAGAIN && ns > 0) {
 		int64_t left = left_ns(deadline_of(&deadline, ns));
@@ -464,14 +467,14 @@ static PyObject *Queue_put_many(QueueObject *self, PyObject *const *args, Py_ssi
 		return NULL;
 	Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
 	PyObject **items = PySequence_Fast_ITEMS(seq);
+	int64_t deadline = now_ns() + ns;
 	if (self->slots) { /* places are counted one by one */
 		for (Py_ssize_t i = 0; i < n; i++)
-			if (put_obj(self, items[i], ns) < 0)
+			if (put_obj(self, items[i], ns ? left_ns(deadline) : 0) < 0)
 				goto fail;
 		Py_DECREF(seq);
 		Py_RETURN_NONE;
 	}
-	int64_t deadline = now_ns() + ns;
 	struct encoded e[BATCH];
 	struct iovec iov[BATCH];
 	for (Py_ssize_t at = 0; at < n;) {

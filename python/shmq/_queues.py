@@ -7,6 +7,7 @@ returns) and asyncio."""
 import asyncio
 import os
 import weakref
+from queue import Empty as _Empty
 
 from . import _shmq
 from ._reduction import default_heap, fd_for_child, fd_from
@@ -118,5 +119,3 @@ class JoinableQueue(Queue):
             return None
         return _shmq.Queue.join(self, timeout)
 
-
-from queue import Empty as _Empty  # noqa: E402

@@ -18,9 +18,7 @@ import os
 import sys
 import tracemalloc
 
-import pytest
-
-from conftest import IS_SHMQ  # noqa: E402
+from conftest import IS_SHMQ
 QUEUE_N = 1_000_000 if IS_SHMQ else 20_000
 PIPE_N = 100_000 if IS_SHMQ else 20_000
 DICT_N = 200_000 if IS_SHMQ else 5_000
