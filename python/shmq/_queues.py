@@ -10,9 +10,10 @@ import weakref
 from queue import Empty as _Empty
 
 from . import _shmq
-from ._reduction import default_heap, fd_for_child, fd_from
+from ._reduction import FdRef, default_heap, keep_for_receivers, segment_key
 
 _live = weakref.WeakSet()  # queues of this process, for _after_fork
+_by_key = weakref.WeakValueDictionary()  # segment key -> a live queue of this process
 
 
 def _after_fork_in_child():
@@ -52,28 +53,38 @@ class Queue(_shmq.Queue):
 
     def __new__(cls, maxsize=0, *, ctx=None, msg_max=0):
         q = _shmq.Queue.__new__(cls, -1, maxsize, msg_max, cls._joinable, default_heap())
-        _live.add(q)
+        q._register()
         return q
+
+    def _register(self):
+        _live.add(self)
+        _by_key[segment_key(self._reduce_args()[0])] = self
 
     def __init__(self, maxsize=0, *, ctx=None, msg_max=0):
         pass
 
     @classmethod
-    def _open(cls, dupfd, maxsize, msg_max, joinable, heap, slots):
-        fd = fd_from(dupfd)
+    def _open(cls, ref, maxsize, msg_max, joinable, heap, slots):
+        mine = _by_key.get(ref.key)
+        if mine is not None:  # this process has the segment: open it again
+            ref.discard()
+            fd = os.dup(mine._reduce_args()[0])
+        else:
+            fd = ref.open()
         try:
             q = _shmq.Queue.__new__(cls, fd, maxsize, msg_max, joinable, heap, slots)
         finally:
             os.close(fd)
-        _live.add(q)
+        q._register()
         return q
 
     def __reduce__(self):
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
         fd, maxsize, msg_max, joinable, slots = self._reduce_args()
-        return (type(self)._open,
-                (fd_for_child(fd), maxsize, msg_max, joinable, self._heap, slots))
+        ref = FdRef(fd)
+        keep_for_receivers(("queue", ref.key), self)
+        return (type(self)._open, (ref, maxsize, msg_max, joinable, self._heap, slots))
 
     def join_thread(self):
         """No feeder thread to join: put returns once the object is queued."""

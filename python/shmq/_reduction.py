@@ -1,20 +1,25 @@
 """Pickling: how shmq objects travel to other processes, and the pickler of
 messages.
 
-A heap, queue or pipe end travels as its segment's file descriptor, through
-multiprocessing.reduction.DupFd as the standard library's own objects do:
-passed to the child when a process starts (spawn, forkserver), or fetched
-from the sending process (its resource sharer) when sent through a Queue or
-Pipe to a process that is already running. Objects of a heap travel as
-(heap, name). A process opens each heap once (heaps are keyed by their
-segment's device and inode), however many of its objects it receives.
+A heap, queue or pipe end travels as a reference to its segment's file
+descriptor (FdRef), keyed by the segment's device and inode: a process that
+has the segment already (a forked worker, or one that received another
+object of the same heap) uses its own; a child being started (spawn,
+forkserver) gets the fd passed with it, as multiprocessing's DupFd does;
+any other process fetches a copy from the sender with pidfd_getfd(2),
+which works however many times the pickle is read (an object stored in a
+Manager dict is read by every worker). So that the fd and the object stay
+there to be fetched, a sender keeps every object it pickled that way for as
+long as it lives (as a Manager's server keeps what its proxies refer to).
+Objects of a heap travel as (heap, name).
 """
+import errno
 import copyreg
 import io
 import os
 import pickle
 import threading
-from multiprocessing import reduction
+from multiprocessing import context, reduction
 
 from . import _shmq
 
@@ -78,16 +83,63 @@ def default_heap():
     return _default
 
 
+def segment_key(fd):
+    st = os.fstat(fd)
+    return (st.st_dev, st.st_ino)
+
+
+class FdRef:
+    """A picklable reference to an fd of this process (see the module's text)."""
+
+    def __init__(self, fd):
+        self.key = segment_key(fd)
+        spawning = context.get_spawning_popen() is not None
+        self.dup = reduction.DupFd(fd) if spawning else None
+        self.pid, self.fd = os.getpid(), fd
+
+    def open(self):
+        """An fd of this process for the segment (the caller closes it)."""
+        if self.dup is not None:
+            return self.dup.detach()
+        try:
+            fd = _shmq.pidfd_getfd(self.pid, self.fd)
+        except OSError as e:
+            raise OSError(e.errno, f"shmq: cannot fetch the object's segment from the process "
+                          f"that sent it (pid {self.pid}): {e.strerror}") from None
+        if segment_key(fd) != self.key:
+            os.close(fd)
+            raise OSError(errno.ESRCH, f"shmq: the process that sent this object (pid "
+                          f"{self.pid}) no longer has it")
+        return fd
+
+    def discard(self):
+        """Not needed here (the segment is open already)."""
+        if self.dup is not None:
+            os.close(self.dup.detach())
+
+
+_kept = {}  # what this process pickled for others to fetch: kept while it lives
+
+
+def keep_for_receivers(key, obj):
+    """Keep obj (and so its segment's fd) alive for the processes that will
+    unpickle a reference to it, unless it goes to a child being started."""
+    if context.get_spawning_popen() is None:
+        _kept[key] = obj
+
+
 def _reduce_heap(heap):
-    return _rebuild_heap, (reduction.DupFd(heap.fd()), heap.key())
+    return _rebuild_heap, (FdRef(heap.fd()),)
 
 
-def _rebuild_heap(dupfd, key):
-    fd = dupfd.detach()
+def _rebuild_heap(ref):
+    heap = _heaps.get(ref.key)
+    if heap is not None:
+        ref.discard()
+        return heap
+    fd = ref.open()
     try:
-        heap = _heaps.get(key)
-        if heap is None:
-            heap = _heaps[key] = _shmq.Heap(fd)
+        heap = _heaps[ref.key] = _shmq.Heap(fd)
         return heap
     finally:
         os.close(fd)
@@ -101,7 +153,9 @@ copyreg.pickle(_shmq.Heap, _reduce_heap)
 def reduce_state(obj, *args):
     """(rebuild, ...) for an object of a heap: its type, heap and name, and
     what its constructor takes besides."""
-    return rebuild_state, (type(obj), obj._heap, obj._name(), args)
+    name = obj._name()
+    keep_for_receivers((obj._heap.key(), name), obj)
+    return rebuild_state, (type(obj), obj._heap, name, args)
 
 
 def rebuild_state(cls, heap, name, args):
@@ -114,12 +168,3 @@ def rebuild_state(cls, heap, name, args):
 
 for _t in (_shmq.Lock, _shmq.Semaphore, _shmq.Event, _shmq.Array, _shmq.Dict, _shmq.List):
     copyreg.pickle(_t, reduce_state)
-
-
-def fd_for_child(fd):
-    """An fd as something picklable that gives a dup of it where unpickled."""
-    return reduction.DupFd(fd)
-
-
-def fd_from(dupfd):
-    return -1 if dupfd is None else dupfd.detach()

@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 struct py_refs refs;
 
@@ -390,7 +392,29 @@ static PyObject *py_encode(PyObject *m, PyObject *obj)
 	return b;
 }
 
+/* pidfd_getfd(pid, fd): a copy of another process's fd (close-on-exec),
+ * as pidfd_getfd(2) gives it: the caller needs the permission to ptrace
+ * that process (same user without Yama restrictions, or CAP_SYS_PTRACE). */
+static PyObject *py_pidfd_getfd(PyObject *m, PyObject *args)
+{
+	int pid, fd;
+	if (!PyArg_ParseTuple(args, "ii:pidfd_getfd", &pid, &fd))
+		return NULL;
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0)
+		return PyErr_SetFromErrno(PyExc_OSError);
+	int got = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+	int err = errno;
+	close(pidfd);
+	if (got < 0) {
+		errno = err;
+		return PyErr_SetFromErrno(PyExc_OSError);
+	}
+	return PyLong_FromLong(got);
+}
+
 static PyMethodDef module_methods[] = {
+	{ "pidfd_getfd", py_pidfd_getfd, METH_VARARGS, "pidfd_getfd(pid, fd): a copy of its fd." },
 	{ "_setup", setup, METH_VARARGS, "Hand over the exceptions and the pickler." },
 	{ "encode", py_encode, METH_O, "An object as a message (bytes)." },
 	{ "decode", py_decode, METH_O, "A message (bytes-like) as an object." },

@@ -5,7 +5,7 @@ Lock does not deadlock the others: the next acquire takes it and warns
 import time
 
 from . import _shmq
-from ._reduction import default_heap, reduce_state
+from ._reduction import default_heap, keep_for_receivers, reduce_state
 
 
 class OwnerDiedWarning(RuntimeWarning):
@@ -99,6 +99,7 @@ class Condition(_shmq.Condition):
         return c
 
     def __reduce__(self):
+        keep_for_receivers((self._heap.key(), self._name()), self)
         return (type(self)._rebuild, (self._heap, self._name(), self._lock))
 
     def acquire(self, block=True, timeout=None):
@@ -164,6 +165,7 @@ class Barrier(_shmq.Barrier):
         return _shmq.Barrier.__new__(cls, heap, 0, action, timeout, name=name)
 
     def __reduce__(self):
+        keep_for_receivers((self._heap.key(), self._name()), self)
         return (type(self)._rebuild, (self._heap, self._name(), self._action, self._timeout))
 
     def __repr__(self):

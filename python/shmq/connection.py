@@ -11,7 +11,7 @@ from multiprocessing.connection import Client, Listener  # noqa: F401
 
 from . import _shmq
 from ._queues import wait_eventfd
-from ._reduction import fd_for_child, fd_from
+from ._reduction import FdRef
 
 __all__ = ["Client", "Listener", "Pipe", "wait", "Connection"]
 
@@ -24,8 +24,9 @@ class Connection(_shmq.Connection):
         pass
 
     @classmethod
-    def _open(cls, rdup, wdup, opened=None):
-        rfd, wfd = fd_from(rdup), fd_from(wdup)
+    def _open(cls, rref, wref, opened=None):
+        rfd = rref.open() if rref is not None else -1
+        wfd = wref.open() if wref is not None else -1
         try:
             conn = _shmq.Connection.__new__(cls, rfd, wfd)
         finally:
@@ -37,10 +38,12 @@ class Connection(_shmq.Connection):
         return conn
 
     def __reduce__(self):
-        rfd, wfd = self._fds()
+        # The references are to the copy held in transit: the sender may
+        # close this end as soon as it has sent it.
+        copy, opened = _hold_until_opened(self)
+        rfd, wfd = copy._fds()
         return (type(self)._open,
-                (fd_for_child(rfd) if rfd >= 0 else None,
-                 fd_for_child(wfd) if wfd >= 0 else None, _hold_until_opened(self)))
+                (FdRef(rfd) if rfd >= 0 else None, FdRef(wfd) if wfd >= 0 else None, opened))
 
     def __enter__(self):
         return self
@@ -73,6 +76,7 @@ _TRANSIT_POLL_S = 0.005
 
 
 def _hold_until_opened(conn):
+    """(copy, opened): a copy of conn held until `opened` is set."""
     from ._sync import Event
     rfd, wfd = conn._fds()
     copy = _shmq.Connection(rfd, wfd)
@@ -82,7 +86,7 @@ def _hold_until_opened(conn):
         if len(_in_transit) == 1:
             threading.Thread(target=_release_when_opened, daemon=True,
                              name="shmq-pipe-transit").start()
-    return opened
+    return copy, opened
 
 
 def _child_gone(popen):

@@ -9,48 +9,18 @@ import queue
 import threading
 
 import pytest
+from conftest import shmq_only
+from helpers import bounded, join_ok, start
 
 TIMEOUT = 30  # seconds, for anything that should take milliseconds
 
 
-def start(ctx, target, *args):
-    p = ctx.Process(target=target, args=args)
-    p.start()
-    return p
-
-
 def finish(*procs):
-    """Join procs (bounded); each must have exited 0."""
-    for p in procs:
-        p.join(TIMEOUT)
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-            p.join(5)
-            pytest.fail(f"child {p.name} did not end within {TIMEOUT} s")
-    assert [p.exitcode for p in procs] == [0] * len(procs)
+    join_ok(*procs, timeout=TIMEOUT)
 
 
 def run(ctx, target, *args):
     finish(start(ctx, target, *args))
-
-
-def bounded(fn, timeout=TIMEOUT):
-    """Call fn() in a thread; it must return within timeout. Returns its result."""
-    box = {}
-
-    def call():
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # noqa: B902 - reported below
-            box["error"] = e
-    t = threading.Thread(target=call, daemon=True)
-    t.start()
-    t.join(timeout)
-    assert not t.is_alive(), f"{fn} did not return within {timeout} s"
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 # Values of many types, compared by value and type after a round trip.
@@ -531,7 +501,7 @@ def test_manager_joinable_queue(mp, fork_ctx):
         for i in range(20):
             q.put(i)
         q.put(None)
-        bounded(q.join)  # every task_done arrived
+        bounded(q.join, timeout=TIMEOUT)  # every task_done arrived
         finish(p)
         assert sorted(out.get(timeout=TIMEOUT) for _ in range(20)) == [i * 2 for i in range(20)]
         with pytest.raises(ValueError):
@@ -708,3 +678,54 @@ def test_appends_from_4_processes(mp, fork_ctx):
         assert sorted(got) == [(i, j) for i in range(4) for j in range(100)]
         for i in range(4):  # each process's appends in its order
             assert [j for w, j in got if w == i] == list(range(100))
+
+
+# ------------------------------------------------- objects inside containers --
+# A Queue, Lock or dict stored in a Manager dict or list is read back by any
+# number of readers, any number of times, after its maker dropped it.
+
+def _use_stored(d, i):
+    with d["lock"]:
+        d["q"].put(i)
+        d["inner"][i] = d["inner"]["a"]
+
+
+def test_objects_stored_in_containers_are_read_many_times(mp, fork_ctx):
+    m = mp.Manager()
+    d = m.dict()
+    d["lock"], d["q"], d["inner"] = m.Lock(), m.Queue(), m.dict()
+    d["inner"]["a"] = 1
+    assert d["inner"]["a"] == 1 and d["inner"]["a"] == 1, "a second read works too"
+    procs = [start(fork_ctx, _use_stored, d, i) for i in range(3)]
+    finish(*procs)
+    q = d["q"]
+    assert sorted(q.get(timeout=TIMEOUT) for _ in range(3)) == [0, 1, 2]
+    assert dict(d["inner"].items()) == {"a": 1, 0: 1, 1: 1, 2: 1}
+
+
+def test_nested_lists_outlive_their_temporaries(mp):
+    import gc
+    m = mp.Manager()
+    outer = m.list([m.list(range(3)) for _ in range(3)])
+    gc.collect()  # the inner lists' own handles are gone
+    assert [inner[:] for inner in outer] == [[0, 1, 2]] * 3
+
+
+@shmq_only
+def test_object_of_a_heap_the_receiver_never_had(mp):
+    """A spawned child makes a Lock in its own heap and sends it; the parent,
+    which never had that heap, fetches it from the child."""
+    ctx = mp.get_context("spawn")
+    q, done = ctx.Queue(), ctx.Event()
+    p = start(ctx, _make_and_send_lock, q, done)
+    tag, lock = q.get(timeout=TIMEOUT)
+    assert tag == "lock" and lock.acquire(timeout=TIMEOUT)
+    lock.release()
+    done.set()
+    finish(p)
+
+
+def _make_and_send_lock(q, done):
+    import shmq
+    q.put(("lock", shmq.Lock()))
+    done.wait(TIMEOUT)
