@@ -980,17 +980,25 @@ static void outcome_set(struct barrier_shared *s, uint32_t c, bool broken)
 		atomic_fetch_and(&s->outcomes, ~bit);
 }
 
-/* End the cycle of state s, released or broken (a broken barrier stays so
- * until reset). Fails if state is no longer s. */
-static bool cycle_end(struct barrier_shared *s, uint64_t old, bool broken)
+/* End the cycle of state old, released or broken; the next cycle opens
+ * broken (a broken barrier stays so until reset) unless `reopen` (a reset:
+ * the waiters of this cycle are broken, those who come next start a fresh
+ * one, as Python's reset makes them wait out the draining). Fails if state is
+ * no longer old. */
+static bool cycle_finish(struct barrier_shared *s, uint64_t old, bool broken, bool reopen)
 {
 	uint32_t c = cycle_of(old);
-	uint64_t want = (uint64_t)(c + 1) << 32 | (broken ? B_BROKEN : 0);
+	uint64_t want = (uint64_t)(c + 1) << 32 | (broken && !reopen ? B_BROKEN : 0);
 	if (!atomic_compare_exchange_strong(&s->state, &old, want))
 		return false;
 	outcome_set(s, c, broken);
 	gate_raise(s, c);
 	return true;
+}
+
+static bool cycle_end(struct barrier_shared *s, uint64_t old, bool broken)
+{
+	return cycle_finish(s, old, broken, false);
 }
 
 /* Break the current cycle if it is still c and has waiters. */
@@ -1145,8 +1153,9 @@ int shmq_barrier_reset(shmq_barrier *b)
 	struct barrier_shared *s = b->b;
 	uint64_t st = atomic_load(&s->state);
 	for (;;) {
-		if (!(st & B_BROKEN) && (st & B_COUNT)) { /* waiters: break them */
-			cycle_end(s, st, true);
+		if (!(st & B_BROKEN) && (st & B_COUNT)) { /* waiters: break them, reopen */
+			if (cycle_finish(s, st, true, true))
+				return 0;
 		} else if (atomic_compare_exchange_weak(&s->state, &st,
 							(uint64_t)cycle_of(st) << 32)) {
 			return 0;

@@ -2727,3 +2727,47 @@ Test(interrupt, never_cuts_a_wait_without_deadline, .timeout = T_TIMEOUT(30))
 	shmq_set_interrupt_check(NULL);
 	shmq_queue_close(q);
 }
+
+/* Reset wakes the waiters of the cycle broken (-ECANCELED); a waiter that
+ * waits again at once joins a fresh cycle, never a broken one (Python's reset
+ * makes newcomers wait out the draining). Threads of one process: the window
+ * between breaking the waiters and reopening the barrier was what lost. */
+#define RESET_PARTIES 5
+
+struct reset_arg {
+	shmq_barrier *b;
+	_Atomic int second_ok, second_broken;
+};
+
+static void *reset_waiter(void *p)
+{
+	struct reset_arg *a = p;
+	if (shmq_barrier_wait(a->b, 10 * T_SEC) != -ECANCELED)
+		return NULL; /* counted as neither below */
+	int r = shmq_barrier_wait(a->b, 10 * T_SEC);
+	atomic_fetch_add(r >= 0 ? &a->second_ok : &a->second_broken, 1);
+	return NULL;
+}
+
+Test(barrier, reset_reopens_at_once_for_the_woken, .timeout = T_TIMEOUT(60))
+{
+	shmq_heap *h = t_mkheap(NULL, 0);
+	for (int round = 0; round < 20; round++) {
+		struct reset_arg a = { 0 };
+		cr_assert_eq(shmq_barrier_create(h, NULL, RESET_PARTIES, &a.b), 0);
+		pthread_t t[RESET_PARTIES - 1];
+		for (int i = 0; i < RESET_PARTIES - 1; i++)
+			pthread_create(&t[i], NULL, reset_waiter, &a);
+		while (shmq_barrier_n_waiting(a.b) < RESET_PARTIES - 1)
+			t_nap(T_MS);
+		cr_assert_eq(shmq_barrier_reset(a.b), 0);
+		cr_expect_geq(shmq_barrier_wait(a.b, 10 * T_SEC), 0, "round %d: we complete the cycle",
+			      round);
+		for (int i = 0; i < RESET_PARTIES - 1; i++)
+			pthread_join(t[i], NULL);
+		cr_expect_eq(a.second_ok, RESET_PARTIES - 1, "round %d: %d of the woken found it broken",
+			     round, a.second_broken);
+		shmq_barrier_close(a.b);
+	}
+	shmq_heap_close(h);
+}
