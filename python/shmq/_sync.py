@@ -2,7 +2,9 @@
 multiprocessing, as objects of a shared heap. A process that dies holding a
 Lock does not deadlock the others: the next acquire takes it and warns
 (shmq.OwnerDiedWarning)."""
+import threading
 import time
+from multiprocessing import current_process
 
 from . import _shmq
 from ._reduction import default_heap, keep_for_receivers, reduce_state
@@ -14,7 +16,13 @@ class OwnerDiedWarning(RuntimeWarning):
 
 
 def _owner(lock):
-    return "mine" if lock._is_mine() else ("held" if lock._held() else "free")
+    """multiprocessing's way to name a lock's holder in a repr."""
+    if lock._is_mine():
+        name = current_process().name
+        if threading.current_thread().name != "MainThread":
+            name += "|" + threading.current_thread().name
+        return name
+    return "SomeOtherProcess" if lock._held() else None
 
 
 class Lock(_shmq.Lock):
@@ -32,13 +40,17 @@ class Lock(_shmq.Lock):
         return reduce_state(self, self._recursive)
 
     def __repr__(self):
-        return f"<{type(self).__name__}({_owner(self)})>"
+        return f"<{type(self).__name__}(owner={_owner(self)})>"
 
 
 class RLock(Lock):
     """multiprocessing.RLock(): a recursive lock, owned by one thread."""
 
     _recursive = True
+
+    def __repr__(self):
+        owner = _owner(self)
+        return f"<RLock({owner}, {0 if owner is None else 'nonzero'})>"
 
 
 class Semaphore(_shmq.Semaphore):
@@ -146,7 +158,7 @@ class Event(_shmq.Event):
         return reduce_state(self)
 
     def __repr__(self):
-        return f"<Event(set={self.is_set()})>"
+        return f"<{type(self).__qualname__} at {id(self):#x} {'set' if self.is_set() else 'unset'}>"
 
 
 class Barrier(_shmq.Barrier):
