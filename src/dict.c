@@ -53,7 +53,7 @@
 #define MAX_BUCKETS (1ull << 36)
 #define TIE_MASK 0xffull         /* the order's tie-breaker byte */
 #define TIE_MAX 254u             /* 255 never used: order + 1 never wraps */
-#define DICT_MAGIC 0x5443494451484d53ull  /* "SMHQDICT" in memory */
+#define DICT_MAGIC 0x3243494451484d53ull  /* "SMHQDIC2" in memory (2: entries have seq) */
 #define TABLE_MAGIC 0x4c42415451484d53ull /* "SMHQTABL" in memory */
 #define RECLAIM_BATCH 32u        /* limbo entries before a reclaim attempt */
 #define COUNT_MAX (1ll << 40)    /* more keys than any heap holds */
@@ -68,6 +68,7 @@ struct dict_entry {
 	_Atomic uint64_t next; /* chain link: stripe lock holder, release */
 	uint64_t order;        /* immutable, like everything below */
 	uint64_t lens;         /* key length << VLEN_BITS | value length */
+	uint64_t seq;          /* the key's insertion sequence: a replace keeps it */
 	/* key bytes, then value bytes. A retired entry waits in its stripe's
 	 * limbo linked through its block's header (heap_block_link): readers
 	 * may still be reading every byte of it. */
@@ -144,6 +145,10 @@ struct dict_shared {
 	 * taken by clear (the resize record names it first), made again
 	 * after (stripe 0). */
 	uint64_t spare;
+	/* The next insertion sequence: taken (fetch_add) by the inserter of a
+	 * new key under its stripe's lock. One taken by an insert that is then
+	 * undone (its process died) is a gap, nothing worse. */
+	_Atomic uint64_t next_seq;
 	alignas(HEAP_OBJ_ALIGN) struct dict_stripe stripes[STRIPES];
 };
 
@@ -847,9 +852,11 @@ static int dict_write(shmq_dict *d, struct write *w)
 				     n - 1);
 		} else if (f.e) { /* replace */
 			ne->order = f.e->order;
+			ne->seq = f.e->seq;
 			atomic_store_explicit(&ne->next, atomic_load(&f.e->next), memory_order_relaxed);
 			intent_begin(d, st, f.link, f.off, noff, f.off, true, count, n);
 		} else { /* insert at the chain's head */
+			ne->seq = atomic_fetch_add(&d->s->next_seq, 1);
 			uint64_t head = atomic_load(f.link);
 			atomic_store_explicit(&ne->next, head, memory_order_relaxed);
 			intent_begin(d, st, f.link, head, noff, 0, true, count, n + 1);
@@ -991,6 +998,12 @@ static int next_entry(shmq_heap *h, struct dict_table *t, uint64_t cursor, struc
 
 int shmq_dict_next(shmq_dict *d, uint64_t *cursor, struct iovec *key, struct iovec *val)
 {
+	return shmq_dict_next_seq(d, cursor, key, val, NULL);
+}
+
+int shmq_dict_next_seq(shmq_dict *d, uint64_t *cursor, struct iovec *key, struct iovec *val,
+		       uint64_t *seq)
+{
 	if (!d || !cursor || (key && !key->iov_base && key->iov_len) ||
 	    (val && !val->iov_base && val->iov_len))
 		return -EINVAL;
@@ -1011,6 +1024,8 @@ int shmq_dict_next(shmq_dict *d, uint64_t *cursor, struct iovec *key, struct iov
 		} else {
 			copy_out(key, entry_key(e), klen);
 			copy_out(val, entry_val(e), vlen);
+			if (seq)
+				*seq = e->seq;
 			*cursor = e->order + 1; /* the tie byte is never 255 */
 			r = 1;
 		}

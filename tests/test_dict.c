@@ -2230,3 +2230,55 @@ Test(dict_threads, readers_and_writers_in_one_process, .timeout = T_TIMEOUT(120)
 	cr_assert_eq(shmq_dict_close(d), 0);
 	cr_assert_eq(shmq_heap_close(h), 0);
 }
+
+/* shmq_dict_next_seq: keys sorted by their sequence come in insertion order,
+ * through a resize; setting a present key keeps its place, deleting and
+ * setting it again moves it to the end. */
+struct seq_item {
+	uint64_t seq;
+	int key;
+};
+
+static int by_seq(const void *a, const void *b)
+{
+	uint64_t x = ((const struct seq_item *)a)->seq, y = ((const struct seq_item *)b)->seq;
+	return x < y ? -1 : x > y;
+}
+
+Test(dict, next_seq_gives_insertion_order)
+{
+	enum { N = 3000 };
+	shmq_heap *h = t_mkheap(NULL, 0);
+	shmq_dict *d = mkdict(h, NULL);
+	for (int i = 0; i < N; i++) /* keys in a scrambled order: 7i mod N */
+		cr_assert_eq(shmq_dict_set(d, &(int){ i * 7 % N }, sizeof(int), &i, sizeof(i)), 0);
+	int moved = 5 * 7 % N, kept = 9 * 7 % N;
+	cr_assert_eq(shmq_dict_set(d, &kept, sizeof(int), "x", 1), 0, "replace: keeps its place");
+	cr_assert_eq(shmq_dict_del(d, &moved, sizeof(int)), 0);
+	cr_assert_eq(shmq_dict_set(d, &moved, sizeof(int), "y", 1), 0, "re-inserted: the end");
+	static struct seq_item items[N];
+	uint64_t cursor = 0;
+	int n = 0, r;
+	int k;
+	char v[8];
+	for (;;) {
+		struct iovec key = { &k, sizeof(k) }, val = { v, sizeof(v) };
+		uint64_t seq;
+		if ((r = shmq_dict_next_seq(d, &cursor, &key, &val, &seq)) != 1)
+			break;
+		cr_assert_lt(n, N);
+		items[n++] = (struct seq_item){ seq, k };
+	}
+	cr_assert_eq(r, 0);
+	cr_assert_eq(n, N);
+	qsort(items, N, sizeof(*items), by_seq);
+	int want = 0;
+	for (int i = 0; i < N - 1; i++, want++) {
+		if (want * 7 % N == moved)
+			want++;
+		cr_assert_eq(items[i].key, want * 7 % N, "position %d", i);
+	}
+	cr_expect_eq(items[N - 1].key, moved);
+	shmq_dict_close(d);
+	shmq_heap_close(h);
+}

@@ -83,6 +83,12 @@ int shmq_dict_clear(shmq_dict *d);
  * other processes change meanwhile; keys are returned in no useful order.
  * Never waits. */
 int shmq_dict_next(shmq_dict *d, uint64_t *cursor, struct iovec *key, struct iovec *val);
+/* shmq_dict_next, and *seq (may be NULL) the item's insertion sequence: keys
+ * sorted by it come in the order they were inserted, as a Python dict keeps
+ * them (setting a present key keeps its place; deleting it and setting it
+ * again moves it to the end). */
+int shmq_dict_next_seq(shmq_dict *d, uint64_t *cursor, struct iovec *key, struct iovec *val,
+		       uint64_t *seq);
 
 /* ------------------------------------------------------------------ list -- */
 /* Indexes follow Python: a negative index counts from the end (-1 is the

@@ -910,19 +910,33 @@ static PyObject *Dict_clear(StateObject *self, PyObject *unused)
 	return r < 0 ? raise_errno(r) : Py_NewRef(Py_None);
 }
 
-/* _items(): a list of (key, value) pairs: a walk that sees every key present
- * throughout exactly once. */
+/* _items(): a list of (key, value) pairs in insertion order, as a Python
+ * dict gives them: a walk that sees every key present throughout exactly
+ * once, sorted by the keys' insertion sequence. */
+struct item {
+	uint64_t seq;
+	PyObject *pair;
+};
+
+static int item_order(const void *a, const void *b)
+{
+	uint64_t x = ((const struct item *)a)->seq, y = ((const struct item *)b)->seq;
+	return x < y ? -1 : x > y;
+}
+
 static PyObject *Dict_items(StateObject *self, PyObject *unused)
 {
-	PyObject *list = PyList_New(0);
-	size_t kcap = 1024, vcap = 4096;
+	size_t kcap = 1024, vcap = 4096, n = 0, cap = 0;
 	char *kb = malloc(kcap), *vb = malloc(vcap);
+	struct item *items = NULL;
+	PyObject *list = NULL;
 	uint64_t cursor = 0;
-	if (!list || !kb || !vb)
+	if (!kb || !vb)
 		goto nomem;
 	for (;;) {
 		struct iovec k = { kb, kcap }, v = { vb, vcap };
-		int r = shmq_dict_next(self->h, &cursor, &k, &v);
+		uint64_t seq;
+		int r = shmq_dict_next_seq(self->h, &cursor, &k, &v, &seq);
 		if (r == 0)
 			break;
 		if (r == -EMSGSIZE) {
@@ -942,29 +956,40 @@ static PyObject *Dict_items(StateObject *self, PyObject *unused)
 		}
 		if (r < 0) {
 			raise_errno(r);
-			goto fail;
+			goto out;
+		}
+		if (n == cap) {
+			struct item *more = realloc(items, (cap = cap ? cap * 2 : 64) * sizeof(*items));
+			if (!more)
+				goto nomem;
+			items = more;
 		}
 		PyObject *key = decode(kb, k.iov_len);
 		PyObject *val = key ? decode(vb, v.iov_len) : NULL;
-		PyObject *pair = val ? PyTuple_Pack(2, key, val) : NULL;
+		items[n].pair = val ? PyTuple_Pack(2, key, val) : NULL;
+		items[n].seq = seq;
 		Py_XDECREF(key);
 		Py_XDECREF(val);
-		if (!pair || PyList_Append(list, pair) < 0) {
-			Py_XDECREF(pair);
-			goto fail;
-		}
-		Py_DECREF(pair);
+		if (!items[n].pair)
+			goto out;
+		n++;
 	}
+	qsort(items, n, sizeof(*items), item_order);
+	if (!(list = PyList_New((Py_ssize_t)n)))
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		PyList_SET_ITEM(list, (Py_ssize_t)i, items[i].pair); /* steals it */
+	n = 0;
+	goto out;
+nomem:
+	PyErr_NoMemory();
+out:
+	for (size_t i = 0; i < n; i++)
+		Py_DECREF(items[i].pair);
+	free(items);
 	free(kb);
 	free(vb);
 	return list;
-nomem:
-	PyErr_NoMemory();
-fail:
-	free(kb);
-	free(vb);
-	Py_XDECREF(list);
-	return NULL;
 }
 
 static PyMappingMethods Dict_as_mapping = {
@@ -981,7 +1006,7 @@ static PyMethodDef Dict_methods[] = {
 	{ "setdefault", FN(Dict_setdefault), METH_FASTCALL, "setdefault(key, default=None)" },
 	{ "clear", (PyCFunction)Dict_clear, METH_NOARGS, "Remove every key." },
 	{ "_replace", FN(Dict_replace), METH_FASTCALL, "_replace(key, old, new) -> swapped?" },
-	{ "_items", (PyCFunction)Dict_items, METH_NOARGS, "A list of (key, value)." },
+	{ "_items", (PyCFunction)Dict_items, METH_NOARGS, "(key, value) pairs, in insertion order." },
 	{ "_name", (PyCFunction)dict_name, METH_NOARGS, NULL },
 	{ NULL }
 };

@@ -729,3 +729,21 @@ def _make_and_send_lock(q, done):
     import shmq
     q.put(("lock", shmq.Lock()))
     done.wait(TIMEOUT)
+
+
+def test_dict_keeps_insertion_order(mp):
+    """As a dict does: setting a present key keeps its place, deleting and
+    setting it again moves it to the end; popitem takes the last."""
+    m = mp.Manager()
+    d = m.dict()
+    keys = [66, 67, 69, 68, 65, "b", "a", (1, 2)]
+    for k in keys:
+        d[k] = 0
+    assert list(d) == keys and list(d.keys()) == keys
+    d[69] = "again"
+    del d[67]
+    d[67] = "back"
+    want = [66, 69, 68, 65, "b", "a", (1, 2), 67]
+    assert list(d) == want and [k for k, _ in d.items()] == want
+    assert d.popitem() == (67, "back")
+    assert str(d) == str(dict.fromkeys(want[:-1], 0) | {69: "again"})
