@@ -31,7 +31,18 @@ class DictProxy(_shmq.Dict, MutableMapping):
         return reduce_state(self)
 
     def __iter__(self):
-        return iter(self.keys())
+        """The keys in insertion order, as they were now; RuntimeError if the
+        dict changes size meanwhile (in any process), as a dict's iterator
+        raises."""
+        return self._keys_while_unchanged(self.keys())
+
+    def _keys_while_unchanged(self, keys):
+        for key in keys:
+            if len(self) != len(keys):
+                raise RuntimeError("dictionary changed size during iteration")
+            yield key
+        if len(self) != len(keys):
+            raise RuntimeError("dictionary changed size during iteration")
 
     def keys(self):
         return [k for k, _ in self._items()]
@@ -74,8 +85,9 @@ class ListProxy(_shmq.List, MutableSequence):
     """A list shared by every process that has it (MutableSequence). Single
     item operations (l[i], l[i] = v, append, insert, pop, del l[i]) are
     atomic in the C library; compound ones (slices, extend, +=, sort,
-    reverse, remove, index, count, iteration) hold the list's own RLock, so
-    they are atomic with respect to each other."""
+    reverse, remove, index, count) hold the list's own RLock, so they are
+    atomic with respect to each other. Iteration goes item by item, as a
+    list's iterator does."""
 
     def __new__(cls, sequence=(), *, heap=None):
         return _shmq.List.__new__(cls, heap or default_heap())
@@ -126,7 +138,15 @@ class ListProxy(_shmq.List, MutableSequence):
             self.append(item)
 
     def __iter__(self):
-        return iter(self._snapshot())
+        """Item by item, as a list's iterator goes: changes made meanwhile (by
+        any process) are seen; it ends at the first index past the end."""
+        i = 0
+        while True:
+            try:
+                yield _shmq.List.__getitem__(self, i)
+            except IndexError:
+                return
+            i += 1
 
     def __contains__(self, value):
         return value in self._snapshot()

@@ -7,7 +7,7 @@ import threading
 import time
 from multiprocessing import connection as _mpc
 from multiprocessing import context as _mpcontext
-from multiprocessing.connection import Client, Listener  # noqa: F401
+from multiprocessing.connection import Client, Listener, families  # noqa: F401
 
 from . import _shmq
 from ._queues import wait_eventfd

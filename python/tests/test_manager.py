@@ -747,3 +747,23 @@ def test_dict_keeps_insertion_order(mp):
     assert list(d) == want and [k for k, _ in d.items()] == want
     assert d.popitem() == (67, "back")
     assert str(d) == str(dict.fromkeys(want[:-1], 0) | {69: "again"})
+
+
+def test_iterators_see_changes_as_builtin_ones_do(mp):
+    """A dict iterator raises RuntimeError once the dict changed size; a list
+    iterator goes index by index and sees later stores."""
+    m = mp.Manager()
+    d = m.dict({i: chr(i) for i in range(65, 70)})
+    it = iter(d)
+    assert list(it) == list(range(65, 70)) and list(it) == []
+    it = iter(d)
+    d.clear()
+    with pytest.raises(RuntimeError):
+        next(it)
+    lst = m.list(range(5))
+    it = iter(lst)
+    assert next(it) == 0
+    lst[1] = 100
+    assert next(it) == 100
+    del lst[2:]
+    assert list(it) == []
