@@ -101,16 +101,23 @@ run_pyasan() {
 	echo "=== Python under ASan+UBSan (pytest, build-asan/python)"
 	configure build-asan "${werror[@]}" "${asan_options[@]}"
 	ninja -C build-asan
-	local t tests=()
+	local t tests=() reports=$PWD/build-asan/pyasan-report
 	for t in queue pipe sync sharedctypes manager extras kill codec; do
 		tests+=("python/tests/test_$t.py")
 	done
+	# pytest captures the tests' stderr, and an abort loses it: reports go
+	# to files, shown here.
+	rm -f "$reports".*
 	pytest_record "Python ASan+UBSan" build-asan/pytest.log env \
 		LD_PRELOAD="$(gcc -print-file-name=libasan.so)" PYTHONMALLOC=malloc \
-		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
-		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$reports" \
+		UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports" \
 		PYTHONPATH="$PWD/build-asan/python" /usr/bin/python3 -P -m pytest -q \
 		-p no:cacheprovider "${tests[@]}"
+	if compgen -G "$reports.*" >/dev/null; then
+		head -60 "$reports".*
+		record "Python ASan+UBSan reports" 0 1
+	fi
 }
 
 # tests/threads under DRD, in the release build. DRD does not model C11

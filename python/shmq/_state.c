@@ -974,7 +974,8 @@ static PyObject *Dict_items(StateObject *self, PyObject *unused)
 			goto out;
 		n++;
 	}
-	qsort(items, n, sizeof(*items), item_order);
+	if (n)
+		qsort(items, n, sizeof(*items), item_order);
 	if (!(list = PyList_New((Py_ssize_t)n)))
 		goto out;
 	for (size_t i = 0; i < n; i++)
