@@ -94,7 +94,9 @@ run_python() {
 }
 
 # The binding's tests (not the seeds, start methods and leak counts: they add
-# time, not coverage of C) against the extension and libshmq built with
+# time, not coverage of C; nor the kill tests: Debian 12's ASan runtime can
+# deadlock a child forked while another thread of the parent is in malloc,
+# and they fork the most) against the extension and libshmq built with
 # ASan+UBSan in build-asan. The interpreter is not instrumented: the runtime
 # is preloaded, and Python's allocator is plain malloc.
 run_pyasan() {
@@ -102,7 +104,7 @@ run_pyasan() {
 	configure build-asan "${werror[@]}" "${asan_options[@]}"
 	ninja -C build-asan
 	local t tests=() reports=$PWD/build-asan/pyasan-report
-	for t in queue pipe sync sharedctypes manager extras kill codec; do
+	for t in queue pipe sync sharedctypes manager extras codec; do
 		tests+=("python/tests/test_$t.py")
 	done
 	# pytest captures the tests' stderr, and an abort loses it: reports go
