@@ -13,7 +13,7 @@ from collections.abc import MutableMapping, MutableSequence
 
 from . import _shmq, sharedctypes
 from ._queues import JoinableQueue, Queue
-from ._reduction import default_heap, keep_for_receivers, reduce_state
+from ._reduction import default_heap, reduce_state, state_name
 from ._sync import Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
 
 
@@ -104,8 +104,7 @@ class ListProxy(_shmq.List, MutableSequence):
         return obj
 
     def __reduce__(self):
-        keep_for_receivers((self._heap.key(), self._name()), self)
-        return (type(self)._rebuild, (self._heap, self._name(), self._lock))
+        return (type(self)._rebuild, (self._heap, state_name(self), self._lock))
 
     def _snapshot(self):
         with self._lock:

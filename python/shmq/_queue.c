@@ -697,25 +697,9 @@ static PyObject *Queue_reduce_args(QueueObject *self, PyObject *unused)
 			     self->slots ? shmq_sem_name(self->slots) : NULL);
 }
 
-static PyObject *Queue_stat(QueueObject *self, PyObject *unused)
-{
-	struct shmq_stat st;
-	int r = shmq_queue_stat(self->rd, &st);
-	if (r < 0)
-		return raise_errno(r);
-	return Py_BuildValue("{s:I,s:I,s:K,s:K,s:K}", "producers", st.producers, "consumers",
-			     st.consumers, "depth", (unsigned long long)st.depth, "held",
-			     (unsigned long long)st.held, "lost", (unsigned long long)st.lost);
-}
-
 static PyObject *Queue_get_closed(QueueObject *self, void *unused)
 {
 	return PyBool_FromLong(self->closed);
-}
-
-static PyObject *Queue_get_maxsize(QueueObject *self, void *unused)
-{
-	return PyLong_FromUnsignedLong(self->maxsize);
 }
 
 static PyObject *Queue_get_heap(QueueObject *self, void *unused)
@@ -743,13 +727,11 @@ static PyMethodDef Queue_methods[] = {
 	{ "_after_fork", (PyCFunction)Queue_after_fork, METH_NOARGS, NULL },
 	{ "_eventfd", (PyCFunction)Queue_eventfd, METH_NOARGS, NULL },
 	{ "_reduce_args", (PyCFunction)Queue_reduce_args, METH_NOARGS, NULL },
-	{ "_stat", (PyCFunction)Queue_stat, METH_NOARGS, NULL },
 	{ NULL }
 };
 
 static PyGetSetDef Queue_getset[] = {
 	{ "_closed", (getter)Queue_get_closed, NULL, NULL, NULL },
-	{ "_maxsize", (getter)Queue_get_maxsize, NULL, NULL, NULL },
 	{ "_heap", (getter)Queue_get_heap, NULL, NULL, NULL },
 	{ NULL }
 };

@@ -79,7 +79,7 @@ def default_heap():
     global _default
     if _default is None:
         _default = _shmq.Heap()
-        _heaps[_default.key()] = _default
+        _heaps[segment_key(_default.fd())] = _default
     return _default
 
 
@@ -150,20 +150,23 @@ copyreg.pickle(_shmq.Heap, _reduce_heap)
 # ------------------------------------------------------------ heap objects --
 
 
+def state_name(obj):
+    """The name an object of a heap travels by, keeping the object for the
+    processes that will unpickle it (keep_for_receivers)."""
+    name = obj._name()
+    keep_for_receivers((segment_key(obj._heap.fd()), name), obj)
+    return name
+
+
 def reduce_state(obj, *args):
     """(rebuild, ...) for an object of a heap: its type, heap and name, and
     what its constructor takes besides."""
-    name = obj._name()
-    keep_for_receivers((obj._heap.key(), name), obj)
-    return rebuild_state, (type(obj), obj._heap, name, args)
+    return rebuild_state, (type(obj), obj._heap, state_name(obj), args)
 
 
 def rebuild_state(cls, heap, name, args):
     base = next(b for b in cls.__mro__ if b.__module__ == "shmq._shmq")
-    obj = base.__new__(cls, heap, *args, name=name)
-    if hasattr(obj, "_rebuilt"):
-        obj._rebuilt()
-    return obj
+    return base.__new__(cls, heap, *args, name=name)
 
 
 for _t in (_shmq.Lock, _shmq.Semaphore, _shmq.Event, _shmq.Array, _shmq.Dict, _shmq.List):

@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -319,30 +318,8 @@ static PyObject *Heap_fd(HeapObject *self, PyObject *unused)
 	return PyLong_FromLong(shmq_heap_fd(self->heap));
 }
 
-/* A key naming the heap's segment in every process: (device, inode). */
-static PyObject *Heap_key(HeapObject *self, PyObject *unused)
-{
-	struct stat st;
-	if (fstat(shmq_heap_fd(self->heap), &st) < 0)
-		return PyErr_SetFromErrno(PyExc_OSError);
-	return Py_BuildValue("(KK)", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
-}
-
-static PyObject *Heap_stat(HeapObject *self, PyObject *unused)
-{
-	struct shmq_heap_stat st;
-	int r = shmq_heap_stat(self->heap, &st);
-	if (r < 0)
-		return raise_errno(r);
-	return Py_BuildValue("{s:K,s:K,s:K,s:K}", "size", (unsigned long long)st.size, "max_size",
-			     (unsigned long long)st.max_size, "used", (unsigned long long)st.used,
-			     "objects", (unsigned long long)st.objects);
-}
-
 static PyMethodDef Heap_methods[] = {
 	{ "fd", (PyCFunction)Heap_fd, METH_NOARGS, "The heap's segment fd (owned by the heap)." },
-	{ "key", (PyCFunction)Heap_key, METH_NOARGS, "(st_dev, st_ino) of the segment." },
-	{ "stat", (PyCFunction)Heap_stat, METH_NOARGS, "Size and use of the heap." },
 	{ NULL }
 };
 

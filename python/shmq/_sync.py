@@ -7,7 +7,7 @@ import time
 from multiprocessing import current_process
 
 from . import _shmq
-from ._reduction import default_heap, keep_for_receivers, reduce_state
+from ._reduction import default_heap, reduce_state, state_name
 
 
 class OwnerDiedWarning(RuntimeWarning):
@@ -111,8 +111,7 @@ class Condition(_shmq.Condition):
         return c
 
     def __reduce__(self):
-        keep_for_receivers((self._heap.key(), self._name()), self)
-        return (type(self)._rebuild, (self._heap, self._name(), self._lock))
+        return (type(self)._rebuild, (self._heap, state_name(self), self._lock))
 
     def acquire(self, block=True, timeout=None):
         return self._lock.acquire(block, timeout)
@@ -177,8 +176,7 @@ class Barrier(_shmq.Barrier):
         return _shmq.Barrier.__new__(cls, heap, 0, action, timeout, name=name)
 
     def __reduce__(self):
-        keep_for_receivers((self._heap.key(), self._name()), self)
-        return (type(self)._rebuild, (self._heap, self._name(), self._action, self._timeout))
+        return (type(self)._rebuild, (self._heap, state_name(self), self._action, self._timeout))
 
     def __repr__(self):
         return (f"<Barrier(parties={self.parties}, n_waiting={self.n_waiting}, "
