@@ -23,7 +23,7 @@
  * carries its name (TAG_BIG), so an object of any size passes. */
 #define PY_MSG_MAX (64u << 10)
 #define PY_CAPACITY (1u << 16)
-#define STACK_MSG 4096  /* messages up to this size pass through the stack */
+#define STACK_MSG 4096  /* messages got up to this size land on the stack */
 #define BATCH 256       /* put_many / get_many: messages per ring reservation */
 #define BATCH_CELL 512  /* get_many: buffer per message (a bigger one comes alone) */
 #define EOF_NAP_NS (20 * 1000 * 1000)
@@ -297,23 +297,14 @@ static int put_obj(QueueObject *q, PyObject *obj, int64_t ns)
 	struct encoded e;
 	if (encode(obj, &e) < 0)
 		return -1;
-	size_t len = encoded_len(&e);
-	if (len > q->msg_max) {
-		int r = put_big(q, &e, ns);
-		encoded_release(&e);
-		return r;
+	struct flat f;
+	int r;
+	if (encoded_len(&e) > q->msg_max) {
+		r = put_big(q, &e, ns);
+	} else if ((r = flatten_encoded(&e, &f)) == 0) {
+		r = put_raw(q, f.p, f.len, ns);
+		flat_release(&f);
 	}
-	char stack[STACK_MSG];
-	char *buf = len <= sizeof(stack) ? stack : malloc(len);
-	int r = -1;
-	if (!buf) {
-		PyErr_NoMemory();
-	} else {
-		encoded_copy(&e, buf);
-		r = put_raw(q, buf, len, ns);
-	}
-	if (buf != stack)
-		free(buf);
 	encoded_release(&e);
 	return r;
 }
@@ -924,22 +915,11 @@ static PyObject *Conn_send(ConnObject *self, PyObject *obj)
 {
 	if (conn_check(self, 0, 1) < 0)
 		return NULL;
-	struct encoded e;
-	if (encode(obj, &e) < 0)
+	struct flat f;
+	if (flatten(obj, &f) < 0)
 		return NULL;
-	size_t len = encoded_len(&e);
-	char stack[STACK_MSG];
-	char *buf = len <= sizeof(stack) ? stack : malloc(len);
-	int r = -1;
-	if (!buf) {
-		PyErr_NoMemory();
-	} else {
-		encoded_copy(&e, buf);
-		r = conn_send_raw(self, buf, len);
-	}
-	if (buf != stack)
-		free(buf);
-	encoded_release(&e);
+	int r = conn_send_raw(self, f.p, f.len);
+	flat_release(&f);
 	if (r < 0)
 		return NULL;
 	Py_RETURN_NONE;

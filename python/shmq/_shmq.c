@@ -6,6 +6,7 @@
 #include <marshal.h>
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -242,6 +243,34 @@ void encoded_copy(const struct encoded *e, void *buf)
 	memcpy(buf, e->head, e->head_len);
 	if (e->body_len)
 		memcpy((char *)buf + e->head_len, e->body, e->body_len);
+}
+
+int flatten_encoded(const struct encoded *e, struct flat *f)
+{
+	f->len = encoded_len(e);
+	f->p = f->len <= sizeof(f->stack) ? f->stack : malloc(f->len);
+	if (!f->p) {
+		PyErr_NoMemory();
+		return -1;
+	}
+	encoded_copy(e, f->p);
+	return 0;
+}
+
+int flatten(PyObject *obj, struct flat *f)
+{
+	struct encoded e;
+	if (encode(obj, &e) < 0)
+		return -1;
+	int r = flatten_encoded(&e, f);
+	encoded_release(&e);
+	return r;
+}
+
+void flat_release(struct flat *f)
+{
+	if (f->p != f->stack)
+		free(f->p);
 }
 
 PyObject *decode(const void *buf, size_t len)

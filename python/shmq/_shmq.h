@@ -90,6 +90,17 @@ static inline size_t encoded_len(const struct encoded *e)
 void encoded_copy(const struct encoded *e, void *buf);
 PyObject *decode(const void *buf, size_t len);
 
+/* An encoded object in one contiguous buffer (what shmq_put, shmq_send and
+ * the dict and list take): on the stack up to its size, else malloc'ed. */
+struct flat {
+	char stack[4096];
+	char *p;
+	size_t len;
+};
+int flatten_encoded(const struct encoded *e, struct flat *f); /* 0, or -1: MemoryError */
+int flatten(PyObject *obj, struct flat *f);                   /* 0, or -1 with an exception */
+void flat_release(struct flat *f);
+
 /* ----------------------------------------------------------------- types -- */
 
 typedef struct {

@@ -662,31 +662,6 @@ static PyMethodDef Array_methods[] = {
 
 PLAIN_NEW(dict, "Dict")
 
-/* An encoded key or value in one flat buffer (the dict and list take
- * contiguous bytes). */
-struct flat {
-	char stack[512];
-	char *p;
-	size_t len;
-};
-
-static int flatten(PyObject *obj, struct flat *f)
-{
-	struct encoded e;
-	if (encode(obj, &e) < 0)
-		return -1;
-	f->len = encoded_len(&e);
-	f->p = f->len <= sizeof(f->stack) ? f->stack : malloc(f->len);
-	if (f->p)
-		encoded_copy(&e, f->p);
-	encoded_release(&e);
-	if (!f->p) {
-		PyErr_NoMemory();
-		return -1;
-	}
-	return 0;
-}
-
 /* A dict key: a bool or an integral float as the int it equals (Python's
  * dict makes True, 1 and 1.0 one key; encoded bytes would not). */
 static int flatten_key(PyObject *key, struct flat *f)
@@ -706,11 +681,6 @@ static int flatten_key(PyObject *key, struct flat *f)
 	return r;
 }
 
-static void flat_release(struct flat *f)
-{
-	if (f->p != f->stack)
-		free(f->p);
-}
 
 /* A value read by fetch(ctx, buf, cap) -> length or -errno, retried with a
  * bigger buffer while it says -EMSGSIZE. Returns the decoded object, or NULL
