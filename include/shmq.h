@@ -421,9 +421,10 @@ int shmq_interrupted(void);
 
 /* Shared state: heaps of named objects (shmq/heap.h), locks, semaphores,
  * conditions, events, barriers and shared arrays (shmq/sync.h), dicts and
- * lists (shmq/dict.h). */
+ * lists (shmq/dict.h), CSP channels and alternation (shmq/chan.h). */
 #include "shmq/heap.h"
 #include "shmq/sync.h"
 #include "shmq/dict.h"
+#include "shmq/chan.h"
 
 #endif

@@ -12,6 +12,9 @@ enum shmq_hook_point {
 	SHMQ_HOOK_DICT_PUBLISHED, /* its change is visible, count and retire
 				     not done: a death here is rolled forward */
 	SHMQ_HOOK_LIST_INTENT, /* a list change is recorded, not applied */
+	SHMQ_HOOK_CHAN_PROMOTE, /* a reader fired a waiting writer whose message
+				   goes into the buffer, not moved yet: a death
+				   here is rolled forward */
 };
 
 #ifdef SHMQ_TEST_HOOKS
