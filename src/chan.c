@@ -142,7 +142,8 @@ struct shmq_chan {
 #define NOT_READY INT64_MIN
 #define WALK_MAX (1u << 20) /* longest list walked: beyond, a hostile cycle */
 
-static _Thread_local unsigned fair_last = UINT_MAX; /* SHMQ_ALT_FAIR's rotation */
+/* SHMQ_ALT_FAIR's rotation: the guard its last call on this thread fired. */
+static _Thread_local unsigned fair_last = UINT_MAX;
 
 /* ------------------------------------------------------- shared access -- */
 
@@ -1070,7 +1071,8 @@ int shmq_alt(struct shmq_guard *g, unsigned n, int flags, int64_t timeout_ns)
 			alt_unlock(&a);
 			alt_free_msgs(&a);
 			g[i].result = (ssize_t)r;
-			fair_last = i;
+			if (flags == SHMQ_ALT_FAIR)
+				fair_last = i;
 			return (int)i;
 		}
 	}
@@ -1084,7 +1086,8 @@ int shmq_alt(struct shmq_guard *g, unsigned n, int flags, int64_t timeout_ns)
 	int fired = alt_finish(&a);
 	if (fired < 0)
 		return -ETIMEDOUT;
-	fair_last = (unsigned)fired;
+	if (flags == SHMQ_ALT_FAIR)
+		fair_last = (unsigned)fired;
 	return fired;
 }
 

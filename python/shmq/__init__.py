@@ -8,7 +8,8 @@ RawArray and Manager() behave as multiprocessing documents them, without a
 feeder thread or a server process; Process, Pool and the rest are
 multiprocessing's own. Extras: Queue.put_many/get_many, `for item in q`
 (ends when every producer is gone), asyncio (Queue.get_async,
-Connection.recv_async), OwnerDiedWarning and TaskLostError.
+Connection.recv_async), OwnerDiedWarning and TaskLostError, and shmq.csp:
+PyCSP's processes, channels and alternation between OS processes.
 """
 import multiprocessing as _mp
 from multiprocessing import (  # noqa: F401  (re-exported)

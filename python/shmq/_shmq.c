@@ -1,6 +1,6 @@
 /* shmq._shmq: the module, argument and error conventions, the message codec
  * and the Heap type. Queues and pipes are in _queue.c, shared state in
- * _state.c. */
+ * _state.c, CSP channels in _chan.c. */
 #include "_shmq.h"
 
 #include <marshal.h>
@@ -441,7 +441,7 @@ PyMODINIT_FUNC PyInit__shmq(void)
 	if (!m)
 		return NULL;
 	if (PyType_Ready(&Heap_Type) < 0 || PyModule_AddObjectRef(m, "Heap", (PyObject *)&Heap_Type) < 0 ||
-	    queue_types_init(m) < 0 || state_types_init(m) < 0) {
+	    queue_types_init(m) < 0 || state_types_init(m) < 0 || chan_types_init(m) < 0) {
 		Py_DECREF(m);
 		return NULL;
 	}

@@ -111,5 +111,6 @@ extern PyTypeObject Heap_Type;
 
 int queue_types_init(PyObject *m); /* _queue.c: Queue, Connection, wait */
 int state_types_init(PyObject *m); /* _state.c: locks ... dict, list */
+int chan_types_init(PyObject *m);  /* _chan.c: Chan (CSP channel ends), alt */
 
 #endif

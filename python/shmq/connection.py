@@ -69,24 +69,32 @@ class Connection(_shmq.Connection):
 # closing the sender's copy right after sending (as multiprocessing programs
 # do) is not seen as end of file, the sender holds a copy of its own until
 # the receiver has opened the end (it sets `opened`), or the child it was
-# passed to at start died without doing so.
+# passed to at start died without doing so. CSP channel ends (shmq.csp)
+# travel the same way.
 _in_transit = []  # (copy, opened, popen or None)
 _in_transit_lock = threading.Lock()
 _TRANSIT_POLL_S = 0.005
 
 
-def _hold_until_opened(conn):
-    """(copy, opened): a copy of conn held until `opened` is set."""
+def hold_in_transit(copy):
+    """Hold copy (anything with close(): a handle of this process on an end
+    being pickled) until the receiver sets the returned Event, or the child
+    being started that it goes to dies first; then close it."""
     from ._sync import Event
-    rfd, wfd = conn._fds()
-    copy = _shmq.Connection(rfd, wfd)
     opened = Event()
     with _in_transit_lock:
         _in_transit.append((copy, opened, _mpcontext.get_spawning_popen()))
         if len(_in_transit) == 1:
             threading.Thread(target=_release_when_opened, daemon=True,
                              name="shmq-pipe-transit").start()
-    return copy, opened
+    return opened
+
+
+def _hold_until_opened(conn):
+    """(copy, opened): a copy of conn held until `opened` is set."""
+    rfd, wfd = conn._fds()
+    copy = _shmq.Connection(rfd, wfd)
+    return copy, hold_in_transit(copy)
 
 
 def _child_gone(popen):

@@ -21,11 +21,14 @@ PYTHON = "/usr/bin/python3"
 TIMEOUT = 60  # seconds; every program ends in a few
 
 
-def run_seed(name, target, tmp_path, unbuffered=False):
-    """Run seeds/<name> as `python3 -P file` against `target`; return (stdout, stderr)."""
+def run_seed(name, target, tmp_path, unbuffered=False, reference=None):
+    """Run seeds/<name> as `python3 -P file` against `target`; return (stdout, stderr).
+    reference: (text, replacement) for another target than shmq, instead of `shmq` by
+    the target's name."""
     path = SEEDS / name
     if target != "shmq":
-        src = path.read_text(encoding="utf-8").replace("shmq", target)
+        old, new = reference or ("shmq", target)
+        src = path.read_text(encoding="utf-8").replace(old, new)
         path = tmp_path / name
         path.write_text(src, encoding="utf-8")
     env = dict(os.environ)
@@ -206,6 +209,18 @@ def test_seed002_namespace(target, tmp_path):
     out, err = run_seed("seed002_namespace.py", target, tmp_path)
     no_traceback(err)
     assert out.splitlines() == ["before Namespace(x=1, y=1)", "after Namespace(x=6, y=10)"]
+
+
+def test_seed002_csp_parallel(target, tmp_path):
+    # A PyCSP program: against the standard library target it runs against PyCSP itself
+    # (pycsp.parallel), where that is installed.
+    if target != "shmq":
+        pytest.importorskip("pycsp.parallel", reason="PyCSP is not installed")
+    out, err = run_seed("seed002_csp_parallel.py", target, tmp_path,
+                        reference=("shmq.csp", "pycsp.parallel"))
+    no_traceback(err)
+    lines = out.splitlines()
+    assert sorted(lines[:2]) == ["P1 exiting", "P2 exiting"] and lines[2:] == ["Terminating"], out
 
 
 def test_seed002_value_array(target, tmp_path):
