@@ -10,7 +10,7 @@
 #                         built with ASan+UBSan (the runtime preloaded)
 #   drd      build/       tests/threads under valgrind's DRD (tests/drd.supp)
 #   fuzz     build-fuzz/  90 s of fuzzing (clang), tests/fuzz: 30 s for each target
-#   model    (temp dirs)  Spin verification of tests/model/{ring,sync,epoch}.pml
+#   model    (temp dirs)  Spin verification of tests/model/{ring,sync,epoch,chan}.pml
 # In CI (CI=true) warnings are errors. Usage: tools/test.sh [step]...
 # (default: every step). tests/torture/README.md has the long modes.
 # Ends with 'total: N passed, N failed' and fails if anything failed.
@@ -104,7 +104,7 @@ run_pyasan() {
 	configure build-asan "${werror[@]}" "${asan_options[@]}"
 	ninja -C build-asan
 	local t tests=() reports=$PWD/build-asan/pyasan-report
-	for t in queue pipe sync sharedctypes manager extras codec; do
+	for t in queue pipe sync sharedctypes manager extras codec csp; do
 		tests+=("python/tests/test_$t.py")
 	done
 	# pytest captures the tests' stderr, and an abort loses it: reports go
@@ -169,7 +169,7 @@ run_fuzz() {
 # checked. A counterexample's trail is kept (the path is printed).
 run_model() {
 	local name
-	for name in ring sync epoch; do
+	for name in ring sync epoch chan; do
 		check_model "$name"
 	done
 }
