@@ -307,8 +307,8 @@ static struct chan_offer *first_waiting(shmq_heap *h, struct chan_list *l, uint6
 			return NULL;
 		}
 		uint32_t s = atomic_load(&w->state);
-		if (waiting(s) && owner_gone(t, w->owner))
-			abandon(w);
+		if (waiting(s) ? owner_gone(t, w->owner) : part_wide_tag_gone(t, w->owner, true))
+			abandon(w); /* gone: the last unlink frees its record */
 		else if (waiting(s)) {
 			*wout = w;
 			return o;
@@ -1009,6 +1009,7 @@ static void alt_wait(struct alt *a, int64_t deadline)
 static int alt_finish(struct alt *a)
 {
 	struct chan_waiter *w = a->w;
+	bool out = true;
 	for (unsigned i = 0; i < a->n; i++) {
 		struct chan_offer *o = &w->offers[i];
 		if (!atomic_load_explicit(&o->linked, memory_order_acquire))
@@ -1018,6 +1019,8 @@ static int alt_finish(struct alt *a)
 			list_unlink(a->h, o->op == SHMQ_GUARD_READ ? &c->rq : &c->wq,
 				    heap_off(a->h, o), o);
 			chan_unlock(a->h, c);
+		} else {
+			out = false; /* still listed: the record must stay (leaked) */
 		}
 	}
 	uint32_t s = atomic_load(&w->state);
@@ -1041,7 +1044,8 @@ static int alt_finish(struct alt *a)
 		}
 		g->result = (ssize_t)r;
 	}
-	waiter_free(a->h, a->woff, w);
+	if (out)
+		waiter_free(a->h, a->woff, w);
 	return fired;
 }
 
