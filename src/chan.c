@@ -48,6 +48,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,14 +123,31 @@ struct chan_offer {
 	_Atomic uint64_t msg;
 	_Atomic int64_t result;  /* by the committer, before its CAS */
 	uint64_t cap;            /* read: the reader's buffer (once) */
+	uint64_t len;            /* write: the message's length (once) */
 };
+/* A message of up to CHAN_INLINE bytes moves through the records' own
+ * room instead of a block: a waiting writer's bytes wait in its offer's
+ * room (msg 0), a writer copies them into a waiting reader's room (msg 0,
+ * result the length). One allocation and free less per hand-off. */
+#define CHAN_INLINE 256u
 struct chan_waiter {
 	_Atomic uint32_t state;  /* futex word */
 	uint32_t owner;          /* the owner's wide tag (once) */
 	uint32_t n;              /* guards (once) */
 	_Atomic uint32_t linked; /* offers still listed */
-	struct chan_offer offers[];
+	struct chan_offer offers[]; /* n of them, then n rooms of CHAN_INLINE */
 };
+
+static size_t waiter_size(uint32_t n)
+{
+	return sizeof(struct chan_waiter) + n * (sizeof(struct chan_offer) + CHAN_INLINE);
+}
+
+/* Offer i's room. */
+static unsigned char *offer_room(struct chan_waiter *w, uint32_t i)
+{
+	return (unsigned char *)&w->offers[w->n] + (size_t)i * CHAN_INLINE;
+}
 
 struct shmq_chan {
 	struct heap_ref end;   /* the end object */
@@ -137,6 +155,13 @@ struct shmq_chan {
 	struct chan_end *e;
 	struct chan_shared *c;
 	int opened;            /* roles the end had when opened: -EBADF */
+	/* A waiter record kept for the next wait through this handle (offset
+	 * | guards it has room for << 56, or 0), so that a hot exchange does
+	 * not go through the heap's allocator: taken and given back by
+	 * exchange, by any thread. Valid in the process that put it there
+	 * (spare_gen: a forked child must not share it with its parent). */
+	_Atomic uint64_t spare;
+	_Atomic unsigned spare_gen;
 };
 
 #define NOT_READY INT64_MIN
@@ -144,6 +169,9 @@ struct shmq_chan {
 
 /* SHMQ_ALT_FAIR's rotation: the guard its last call on this thread fired. */
 static _Thread_local unsigned fair_last = UINT_MAX;
+
+/* Bumped in a forked child: handles' spare records are its parent's. */
+static _Atomic unsigned fork_gen;
 
 /* ------------------------------------------------------- shared access -- */
 
@@ -157,7 +185,7 @@ static struct chan_waiter *waiter_at(shmq_heap *h, uint64_t off)
 	struct chan_waiter *w = off && off % 8 == 0 ? heap_at(h, off, sizeof(*w)) : NULL;
 	if (!w || w->n == 0 || w->n > SHMQ_ALT_MAX)
 		return NULL;
-	return heap_at(h, off, sizeof(*w) + w->n * sizeof(struct chan_offer));
+	return heap_at(h, off, waiter_size(w->n));
 }
 
 /* The waiter an offer belongs to, checked to contain it. */
@@ -177,6 +205,17 @@ static const unsigned char *msg_at(shmq_heap *h, uint64_t blk, uint64_t *len)
 		return NULL;
 	*len = *p;
 	return heap_at(h, blk + sizeof(uint64_t), *len) ? (const unsigned char *)(p + 1) : NULL;
+}
+
+/* A writer's offered message: its block's, or in its room. */
+static const unsigned char *offered_msg(shmq_heap *h, struct chan_waiter *w, struct chan_offer *o,
+					uint64_t *len)
+{
+	uint64_t blk = atomic_load(&o->msg);
+	if (blk)
+		return msg_at(h, blk, len);
+	*len = o->len;
+	return o->len <= CHAN_INLINE ? offer_room(w, o->guard) : NULL;
 }
 
 static int msg_new(shmq_heap *h, const void *buf, size_t len, uint64_t *blk)
@@ -202,14 +241,19 @@ static bool waiting(uint32_t s)
 
 /* ---------------------------------------------------------------- lists -- */
 
-/* Free a record nobody will touch again, with the blocks it still owns. */
-static void waiter_free(shmq_heap *h, uint64_t woff, struct chan_waiter *w)
+/* Free the blocks a record nobody else touches any more still owns. */
+static void waiter_free_msgs(shmq_heap *h, struct chan_waiter *w)
 {
 	for (uint32_t i = 0; i < w->n; i++) {
 		uint64_t m = atomic_exchange(&w->offers[i].msg, 0);
 		if (m)
 			heap_free(h, m);
 	}
+}
+
+static void waiter_free(shmq_heap *h, uint64_t woff, struct chan_waiter *w)
+{
+	waiter_free_msgs(h, w);
 	heap_free(h, woff);
 }
 
@@ -552,10 +596,41 @@ static void chan_destroy(shmq_heap *h, struct heap_obj *o)
 static const struct heap_kind_ops chan_ops = { .departed = chan_departed, .destroy = chan_destroy };
 static const struct heap_kind_ops end_ops = { .destroy = end_destroy };
 
+/* ---------------------------------------------------------- spare records -- */
+
+#define SPARE_OFF ((1ull << 56) - 1)
+
+static void count_fork(void)
+{
+	atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
+}
+
+/* The handle's spare record (offset | room << 56), or 0. */
+static uint64_t spare_take(shmq_chan *ch)
+{
+	unsigned gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+	if (atomic_load_explicit(&ch->spare_gen, memory_order_relaxed) != gen) {
+		atomic_store(&ch->spare, 0); /* inherited: the parent's */
+		atomic_store_explicit(&ch->spare_gen, gen, memory_order_relaxed);
+		return 0;
+	}
+	return atomic_exchange(&ch->spare, 0);
+}
+
+static void spare_give(shmq_heap *h, shmq_chan *ch, uint64_t off, uint32_t room)
+{
+	uint64_t none = 0;
+	if (atomic_load_explicit(&ch->spare_gen, memory_order_relaxed) !=
+		    atomic_load_explicit(&fork_gen, memory_order_relaxed) ||
+	    !atomic_compare_exchange_strong(&ch->spare, &none, off | (uint64_t)room << 56))
+		heap_free(h, off);
+}
+
 __attribute__((constructor)) static void chan_register(void)
 {
 	heap_kind_register(HEAP_KIND_CHAN, &chan_ops);
 	heap_kind_register(HEAP_KIND_CHAN_END, &end_ops);
+	pthread_atfork(NULL, NULL, count_fork);
 }
 
 /* ------------------------------------------------------------- handles -- */
@@ -660,6 +735,9 @@ int shmq_chan_close(shmq_chan *ch)
 {
 	if (!ch)
 		return -EINVAL;
+	uint64_t spare = spare_take(ch);
+	if (spare)
+		heap_free(ch->ref.heap, spare & SPARE_OFF);
 	heap_obj_close(&ch->end); /* the last holder's close retires it */
 	heap_obj_close(&ch->ref);
 	free(ch);
@@ -747,11 +825,16 @@ static void promote(shmq_heap *h, struct chan_shared *c)
 	struct chan_waiter *w;
 	struct chan_offer *o;
 	while ((o = first_waiting(h, &c->wq, &off, &w))) {
-		uint64_t b = atomic_load(&c->buf), first = b >> 32, count = (uint32_t)b;
+		uint64_t b = atomic_load(&c->buf), first = b >> 32, count = (uint32_t)b, len;
+		uint64_t blk = atomic_load(&o->msg);
+		const unsigned char *p = blk ? NULL : offered_msg(h, w, o, &len);
+		bool fresh = !blk; /* its bytes wait in its room: they need a block */
+		if (fresh && (!p || msg_new(h, p, len, &blk)))
+			return; /* stays waiting: taken directly once the buffer is empty */
 		struct chan_intent *in = &c->intent;
 		in->guard = o->guard;
 		in->waiter = o->waiter;
-		in->msg = atomic_load(&o->msg);
+		in->msg = blk;
 		in->slot = (first + count) % c->buffer;
 		in->buf_after = buf_word(first, count + 1);
 		atomic_store(&o->result, 0);
@@ -762,6 +845,8 @@ static void promote(shmq_heap *h, struct chan_shared *c)
 			atomic_store(&c->slots[in->slot], in->msg);
 			atomic_store(&o->msg, 0);
 			atomic_store(&c->buf, in->buf_after);
+		} else if (fresh) {
+			heap_free(h, blk);
 		}
 		intent_clear(c);
 		list_unlink(h, &c->wq, off, o);
@@ -793,7 +878,7 @@ static int64_t try_read(shmq_heap *h, struct shmq_guard *g)
 	struct chan_waiter *w;
 	struct chan_offer *o;
 	while ((o = first_waiting(h, &c->wq, &off, &w))) {
-		const unsigned char *p = msg_at(h, atomic_load(&o->msg), &len);
+		const unsigned char *p = offered_msg(h, w, o, &len);
 		if (!p) { /* a corrupt offer: it fails, the reader goes on */
 			atomic_store(&o->result, -EPROTO);
 			commit(w, o->guard);
@@ -815,23 +900,29 @@ static int64_t try_read(shmq_heap *h, struct shmq_guard *g)
 	return NOT_READY;
 }
 
-/* *blk: our message block, 0 once handed over or buffered. */
+/* *blk: our message block (0: the message is small enough for a room, on
+ * a rendezvous channel), 0 once handed over or buffered. */
 static int64_t try_write(shmq_heap *h, struct shmq_guard *g, uint64_t *blk)
 {
 	struct chan_shared *c = g->chan->c;
+	if (!*blk && (g->wlen > CHAN_INLINE || c->buffer))
+		return -ENOSPC; /* the block it needs could not be had */
 	uint64_t off;
 	struct chan_waiter *w;
 	struct chan_offer *o;
 	while ((o = first_waiting(h, &c->rq, &off, &w))) {
-		bool fits = g->wlen <= o->cap;
-		atomic_store(&o->msg, fits ? *blk : 0);
+		bool fits = g->wlen <= o->cap, room = fits && g->wlen <= CHAN_INLINE;
+		if (room && g->wlen)
+			memcpy(offer_room(w, o->guard), g->wbuf, g->wlen);
+		atomic_store(&o->msg, fits && !room ? *blk : 0);
 		atomic_store(&o->result, fits ? (int64_t)g->wlen : -EMSGSIZE);
 		bool fired = commit(w, o->guard);
 		if (!fired)
 			atomic_store(&o->msg, 0);
 		list_unlink(h, &c->rq, off, o);
 		if (fired && fits) {
-			*blk = 0;
+			if (!room)
+				*blk = 0;
 			return 0;
 		}
 	}
@@ -855,7 +946,7 @@ static int64_t try_guard(shmq_heap *h, struct shmq_guard *g, uint64_t *blk)
 		return try_read(h, g);
 	if (g->wlen > SHMQ_CHAN_MSG_MAX)
 		return -EMSGSIZE;
-	return *blk ? try_write(h, g, blk) : -ENOSPC;
+	return try_write(h, g, blk);
 }
 
 /* ---------------------------------------------------------- alternation -- */
@@ -868,8 +959,10 @@ struct alt {
 	struct chan_shared *locks[SHMQ_ALT_MAX]; /* distinct channels, by offset */
 	unsigned nlocks;
 	uint64_t woff;                /* our record, once waiting */
+	uint32_t room;                /* guards it has room for */
 	struct chan_waiter *w;
 };
+
 
 static int alt_check(struct alt *a)
 {
@@ -937,16 +1030,25 @@ static void alt_free_msgs(struct alt *a)
  * blocks from now on. */
 static int alt_enqueue(struct alt *a)
 {
-	size_t size = sizeof(struct chan_waiter) + a->n * sizeof(struct chan_offer);
-	int err = heap_alloc(a->h, size, &a->woff);
-	if (err)
-		return err;
-	struct chan_waiter *w = a->w = heap_at(a->h, a->woff, size);
+	uint64_t spare = spare_take(a->g[0].chan);
+	a->woff = spare & SPARE_OFF;
+	a->room = (uint32_t)(spare >> 56);
+	if (spare && a->room < a->n) {
+		heap_free(a->h, a->woff);
+		spare = 0;
+	}
+	if (!spare) {
+		a->room = a->n;
+		int err = heap_alloc(a->h, waiter_size(a->n), &a->woff);
+		if (err)
+			return err;
+	}
+	struct chan_waiter *w = a->w = heap_at(a->h, a->woff, waiter_size(a->room));
 	if (!w) {
 		heap_free(a->h, a->woff);
 		return -EPROTO;
 	}
-	memset(w, 0, size);
+	memset(w, 0, sizeof(*w) + a->n * sizeof(struct chan_offer)); /* not the rooms */
 	w->owner = heap_owner(a->h);
 	w->n = a->n;
 	atomic_store(&w->linked, a->n);
@@ -959,6 +1061,9 @@ static int alt_enqueue(struct alt *a)
 		o->guard = i;
 		o->op = (uint32_t)g->op;
 		o->cap = g->rcap;
+		o->len = g->wlen;
+		if (g->op == SHMQ_GUARD_WRITE && !a->blk[i] && g->wlen)
+			memcpy(offer_room(w, i), g->wbuf, g->wlen); /* small: it waits in the room */
 		atomic_store(&o->msg, a->blk[i]);
 		a->blk[i] = 0;
 		atomic_store(&o->linked, 1);
@@ -1031,21 +1136,25 @@ static int alt_finish(struct alt *a)
 		struct shmq_guard *g = &a->g[fired];
 		int64_t r = atomic_load(&o->result);
 		if (g->op == SHMQ_GUARD_READ && r >= 0) {
-			uint64_t len;
-			uint64_t blk = atomic_exchange(&o->msg, 0);
-			const unsigned char *p = msg_at(a->h, blk, &len);
+			/* Handed a block, or (msg 0) the bytes in our room. */
+			uint64_t len = (uint64_t)r, blk = atomic_exchange(&o->msg, 0);
+			const unsigned char *p = blk ? msg_at(a->h, blk, &len)
+					   : len <= CHAN_INLINE ? offer_room(w, (uint32_t)fired) : NULL;
 			if (!p || len > g->rcap)
 				r = -EPROTO;
 			else if (len)
 				memcpy(g->rbuf, p, len);
-			heap_free(a->h, blk);
+			if (blk)
+				heap_free(a->h, blk);
 			if (r >= 0)
 				r = (int64_t)len;
 		}
 		g->result = (ssize_t)r;
 	}
-	if (out)
-		waiter_free(a->h, a->woff, w);
+	if (out) {
+		waiter_free_msgs(a->h, w);
+		spare_give(a->h, a->g[0].chan, a->woff, a->room);
+	}
 	return fired;
 }
 
@@ -1055,9 +1164,12 @@ int shmq_alt(struct shmq_guard *g, unsigned n, int flags, int64_t timeout_ns)
 	int err = alt_check(&a);
 	if (err || (flags != SHMQ_ALT_PRI && flags != SHMQ_ALT_FAIR))
 		return err ? err : -EINVAL;
-	/* Write guards' messages go into blocks before any lock is taken. */
+	/* Write guards' messages go into blocks before any lock is taken,
+	 * unless they may travel in records' rooms (see CHAN_INLINE); a
+	 * buffered channel keeps blocks. */
 	for (unsigned i = 0; i < n; i++)
 		if (g[i].op == SHMQ_GUARD_WRITE && g[i].wlen <= SHMQ_CHAN_MSG_MAX &&
+		    (g[i].wlen > CHAN_INLINE || g[i].chan->c->buffer) &&
 		    msg_new(a.h, g[i].wbuf, g[i].wlen, &a.blk[i]) == -EPROTO) {
 			alt_free_msgs(&a);
 			return -EPROTO;
