@@ -2,7 +2,9 @@
  * (--cases sync, bench/sync.c) its locks, semaphores, barriers and events against
  * pthread, sem_t and multiprocessing, and (--cases dict,list, bench/dict.c) its
  * shared dict and list against LMDB, a robust-mutex hash table and
- * multiprocessing's Manager.
+ * multiprocessing's Manager, and (--cases csp, bench/csp.c) its CSP channels
+ * and alternation against a pipe(2) rendezvous and Go-style channels built
+ * from a process-shared mutex and condvars.
  *
  * Every system runs in fresh processes on a shared start barrier; systems are
  * compared only inside one run and interleaved: each repetition runs every
@@ -13,6 +15,7 @@
 #include "bench.h"
 #include "sync.h"
 #include "dict.h"
+#include "csp.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -67,7 +70,8 @@ static struct {
 	unsigned batch;
 	double rate;
 	const char *json, *plot;
-	bool no_lat, no_pp, no_tput, no_join, no_pipe, no_pipe_pp, no_sync, no_dict, no_list;
+	bool no_lat, no_pp, no_tput, no_join, no_pipe, no_pipe_pp, no_sync, no_dict, no_list,
+	     no_csp;
 	bool verbose;
 } opt;
 
@@ -80,7 +84,9 @@ static void usage(FILE *f)
 		"                    way 1 KiB and 1 MiB, Pipe ping-pong 1 KiB (all their systems);\n"
 		"                    the sync cases up to 4 processes (all their systems, about\n"
 		"                    20 s); the dict cases at 2 processes (90/10 8 B also at 1 and\n"
-		"                    4) and the list cases (all their systems, about 50 s)\n"
+		"                    4) and the list cases (all their systems, about 50 s); the\n"
+		"                    csp cases at 8 B (rendezvous throughput also 1 KiB; all\n"
+		"                    their systems, about 15 s)\n"
 		"  --full            everything (the default)\n"
 		"  -p P -c C         one producer x consumer shape (repeatable: -p 2 -c 2 -p 1 -c 4)\n"
 		"  -s SIZES          message sizes, comma separated (8,64,1K,64K); JoinableQueue\n"
@@ -93,13 +99,16 @@ static void usage(FILE *f)
 		"  -b N              burst size of the batch modes (default 32)\n"
 		"  --rate R          offered load of the paced latency cases, msgs/s (default 10000)\n"
 		"  --no-latency, --no-pingpong, --no-throughput, --no-join, --no-pipe (one way and\n"
-		"                    ping-pong), --no-sync, --no-dict (dict and list)\n"
+		"                    ping-pong), --no-sync, --no-dict (dict and list), --no-csp\n"
 		"  --cases LIST      only these kinds: throughput,latency,pingpong,join,pipe,\n"
-		"                    pipe-pingpong,sync,dict,list (sync: Lock, Semaphore, Barrier,\n"
+		"                    pipe-pingpong,sync,dict,list,csp (sync: Lock, Semaphore, Barrier,\n"
 		"                    Event against pthread, sem_t and multiprocessing; dict: get/set\n"
 		"                    on 100,000 16-byte keys, 8 B and 1 KiB values, gets only, 90/10,\n"
 		"                    50/50, 1 2 4 processes; list: append + pop, 1 2 4 processes;\n"
-		"                    against LMDB, a robust-mutex hash table and mp.Manager; -p/-c/-s\n"
+		"                    against LMDB, a robust-mutex hash table and mp.Manager; csp:\n"
+		"                    channel round trip, rendezvous and buffered throughput,\n"
+		"                    alternation over 8 channels, against a pipe(2) rendezvous and\n"
+		"                    Go-style channels (mutex + condvars in shared memory); -p/-c/-s\n"
 		"                    do not apply to them)\n"
 		"  --json FILE       write every sample as JSON\n"
 		"  --plot FILE.png   throughput and latency plots (gnuplot)\n"
@@ -139,7 +148,7 @@ static int parse_cases(const char *list)
 		      { "pingpong", &opt.no_pp },	  { "join", &opt.no_join },
 		      { "pipe", &opt.no_pipe },	  { "pipe-pingpong", &opt.no_pipe_pp },
 		      { "sync", &opt.no_sync },	  { "dict", &opt.no_dict },
-		      { "list", &opt.no_list } };
+		      { "list", &opt.no_list },	  { "csp", &opt.no_csp } };
 	size_t nk = sizeof(kinds) / sizeof(kinds[0]);
 	for (size_t k = 0; k < nk; k++)
 		*kinds[k].off = true;
@@ -150,7 +159,7 @@ static int parse_cases(const char *list)
 			k++;
 		if (k == nk) {
 			fprintf(stderr, "shmq-bench: --cases: unknown kind '%.*s' (throughput, latency, "
-					"pingpong, join, pipe, pipe-pingpong, sync, dict, list)\n", (int)l, s);
+					"pingpong, join, pipe, pipe-pingpong, sync, dict, list, csp)\n", (int)l, s);
 			return -1;
 		}
 		*kinds[k].off = false;
@@ -871,6 +880,7 @@ static void write_json(const char *path)
 	}
 	sync_json(f, ncases == 0);
 	dict_json(f, ncases == 0 && sync_ncases() == 0);
+	csp_json(f, ncases == 0 && sync_ncases() == 0 && dict_total_runs() == 0);
 	fprintf(f, "],\n\"targets\":[");
 	for (int i = 0; i < ntargets; i++) {
 		fprintf(f, "%s\n{\"target\":", i ? "," : "");
@@ -1078,7 +1088,7 @@ int main(int argc, char **argv)
 {
 	enum { O_QUICK = 256, O_FULL, O_JSON, O_PLOT, O_RATE, O_NOLAT, O_NOPP, O_NOTPUT, O_MP, O_LIST,
 	       O_NOJOIN, O_NOPIPE, O_CASES, O_PIPESIZES, O_NOSYNC, O_MPSYNC, O_NODICT, O_MPDICT,
-	       O_DICTKEYS };
+	       O_DICTKEYS, O_NOCSP };
 	static const struct option lo[] = {
 		{ "quick", no_argument, 0, O_QUICK },	   { "full", no_argument, 0, O_FULL },
 		{ "json", required_argument, 0, O_JSON },  { "plot", required_argument, 0, O_PLOT },
@@ -1093,6 +1103,7 @@ int main(int argc, char **argv)
 		{ "no-dict", no_argument, 0, O_NODICT },
 		{ "mp-dict-script", required_argument, 0, O_MPDICT },
 		{ "dict-keys", required_argument, 0, O_DICTKEYS },
+		{ "no-csp", no_argument, 0, O_NOCSP },
 		{ "help", no_argument, 0, 'h' },	   { 0, 0, 0, 0 }
 	};
 	int r_opt = 0, np = 0;
@@ -1210,6 +1221,9 @@ int main(int argc, char **argv)
 		case O_NODICT:
 			opt.no_dict = opt.no_list = true;
 			break;
+		case O_NOCSP:
+			opt.no_csp = true;
+			break;
 		case O_LIST:
 			for (int i = 0; bench_peers[i]; i++)
 				printf("%-18s %-22s%s%s%s\n", bench_peers[i]->name, bench_peers[i]->label,
@@ -1228,6 +1242,11 @@ int main(int argc, char **argv)
 			for (int i = 0; dict_peers[i]; i++)
 				if (!(dict_peers[i]->flags & DP_SHMQ))
 					printf("%-18s %s\n", dict_peers[i]->name, dict_peers[i]->label);
+			printf("csp cases:\n");
+			for (int i = 0; csp_peers[i]; i++)
+				if (!(csp_peers[i]->flags & CP_SHMQ))
+					printf("%-18s %-22s%s\n", csp_peers[i]->name, csp_peers[i]->label,
+					       csp_peers[i]->flags & CP_REF ? " [reference]" : "");
 			return 0;
 		case 'h':
 			usage(stdout);
@@ -1282,7 +1301,9 @@ int main(int argc, char **argv)
 		sync_build_cases(opt.quick, opt.secs, reps, opt.systems);
 	dict_build_cases(opt.quick, opt.secs, reps, opt.systems, !opt.no_dict, !opt.no_list,
 			 opt.dict_keys);
-	int total = sync_total_runs() + dict_total_runs(), done = 0;
+	if (!opt.no_csp)
+		csp_build_cases(opt.quick, opt.secs, reps, opt.systems);
+	int total = sync_total_runs() + dict_total_runs() + csp_total_runs(), done = 0;
 	for (int k = 0; k < ncases; k++)
 		total += cases[k].nsys * reps;
 	bool tty = isatty(2);
@@ -1310,6 +1331,7 @@ int main(int argc, char **argv)
 		}
 		sync_run_rep(r, tty, opt.verbose, &done, total);
 		dict_run_rep(r, tty, opt.verbose, &done, total);
+		csp_run_rep(r, tty, opt.verbose, &done, total);
 	}
 	if (tty)
 		fprintf(stderr, "\r%-60s\r", "");
@@ -1317,9 +1339,11 @@ int main(int argc, char **argv)
 		print_case(&cases[k]);
 	sync_print();
 	dict_print();
+	csp_print();
 	build_targets();
 	sync_targets();
 	dict_targets();
+	csp_targets();
 	print_targets();
 	if (opt.json)
 		write_json(opt.json);
