@@ -155,6 +155,8 @@ struct shmq_chan {
 	struct chan_end *e;
 	struct chan_shared *c;
 	int opened;            /* roles the end had when opened: -EBADF */
+	uint32_t nbuf;         /* the buffer size, validated at open (the shared
+				  copy may be rewritten by a hostile process) */
 	/* A waiter record kept for the next wait through this handle (offset
 	 * | guards it has room for << 56, or 0), so that a hot exchange does
 	 * not go through the heap's allocator: taken and given back by
@@ -410,25 +412,28 @@ static void intent_clear(struct chan_shared *c)
 	atomic_store_explicit(&c->intent.op, CHAN_INTENT_NONE, memory_order_release);
 }
 
-/* After a death under the lock: finish its intent, rebuild the lists' tails. */
-static void chan_repair(shmq_heap *h, struct chan_shared *c)
+/* After a death under the lock: finish its intent, rebuild the lists' tails.
+ * nbuf: the buffer size, validated. */
+static void chan_repair(shmq_heap *h, struct chan_shared *c, uint32_t nbuf)
 {
 	struct chan_intent *in = &c->intent;
 	uint32_t op = atomic_load_explicit(&in->op, memory_order_acquire);
 	if (op == CHAN_INTENT_ROLES) {
-		struct chan_end *e = heap_at(h, in->end, sizeof(*e));
+		uint64_t eoff = in->end;
+		struct chan_end *e = eoff % alignof(struct chan_end) ? NULL
+								   : heap_at(h, eoff, sizeof(*e));
 		if (e && e->magic == END_MAGIC)
 			atomic_store(&e->roles, in->end_roles);
 		atomic_store(&c->readers, in->readers);
 		atomic_store(&c->writers, in->writers);
 		atomic_store(&c->flags, in->flags);
-	} else if (op == CHAN_INTENT_PROMOTE && c->buffer) {
+	} else if (op == CHAN_INTENT_PROMOTE && nbuf) {
 		/* Redo it only if the writer's CAS happened; its record is
 		 * still listed here, so it has not been freed. */
 		struct chan_waiter *w = waiter_at(h, in->waiter);
 		if (w && in->guard < w->n &&
 		    (atomic_load(&w->state) & ~ST_ABANDONED) == (ST_FIRED | in->guard << 8)) {
-			atomic_store(&c->slots[in->slot % c->buffer], in->msg);
+			atomic_store(&c->slots[in->slot % nbuf], in->msg);
 			atomic_store(&w->offers[in->guard].msg, 0);
 			atomic_store(&c->buf, in->buf_after);
 		}
@@ -470,11 +475,11 @@ static void settle(shmq_heap *h, struct chan_shared *c)
 	}
 }
 
-static int chan_lock(shmq_heap *h, struct chan_shared *c)
+static int chan_lock(shmq_heap *h, struct chan_shared *c, uint32_t nbuf)
 {
 	int r = mutex_lock(&c->lock, heap_parts(h), heap_owner(h), -1);
 	if (r == -EOWNERDEAD) {
-		chan_repair(h, c);
+		chan_repair(h, c, nbuf);
 		settle(h, c);
 		r = 0;
 	}
@@ -515,13 +520,26 @@ static void set_roles(shmq_heap *h, struct chan_shared *c, struct chan_end *e, u
 
 /* ------------------------------------------------------------ the kinds -- */
 
-static struct chan_shared *chan_of(struct heap_obj *o)
+/* The channel in object o, its buffer size in *nbuf (read once: callers use
+ * that, never the shared field again), or NULL. */
+static struct chan_shared *chan_of(struct heap_obj *o, uint32_t *nbuf)
 {
 	struct chan_shared *c = (struct chan_shared *)(o + 1);
-	if (o->size < sizeof(*c) || c->magic != CHAN_MAGIC || c->buffer > SHMQ_CHAN_BUFFER_MAX ||
-	    o->size < sizeof(*c) + (uint64_t)c->buffer * sizeof(c->slots[0]))
+	if (o->size < sizeof(*c) || c->magic != CHAN_MAGIC)
+		return NULL;
+	*nbuf = *(volatile uint32_t *)&c->buffer;
+	if (*nbuf > SHMQ_CHAN_BUFFER_MAX || o->size < sizeof(*c) + (uint64_t)*nbuf * sizeof(c->slots[0]))
 		return NULL;
 	return c;
+}
+
+/* Free the buffered messages (poison, destroy). The word goes first: a
+ * death mid-way leaks the rest. */
+static void buf_drop(shmq_heap *h, struct chan_shared *c, uint32_t nbuf)
+{
+	uint64_t b = atomic_exchange(&c->buf, 0), count = (uint32_t)b;
+	for (uint64_t i = 0; nbuf && i < count && i < nbuf; i++)
+		heap_free(h, atomic_exchange(&c->slots[((b >> 32) + i) % nbuf], 0));
 }
 
 /* The last holder of an end let go of it (under the heap mutex): its roles
@@ -529,9 +547,10 @@ static struct chan_shared *chan_of(struct heap_obj *o)
 static void end_destroy(shmq_heap *h, struct heap_obj *o)
 {
 	struct chan_end *e = (struct chan_end *)(o + 1);
-	struct heap_obj *co = o->ref ? heap_at(h, o->ref, sizeof(*co)) : NULL;
-	struct chan_shared *c = co && co->kind == HEAP_KIND_CHAN ? chan_of(co) : NULL;
-	if (o->size < sizeof(*e) || e->magic != END_MAGIC || !c || chan_lock(h, c))
+	struct heap_obj *co = o->ref ? heap_obj_at(h, o->ref) : NULL;
+	uint32_t nbuf;
+	struct chan_shared *c = co && co->kind == HEAP_KIND_CHAN ? chan_of(co, &nbuf) : NULL;
+	if (o->size < sizeof(*e) || e->magic != END_MAGIC || !c || chan_lock(h, c, nbuf))
 		return;
 	if (atomic_load(&e->roles))
 		set_roles(h, c, e, 0);
@@ -542,9 +561,10 @@ static void end_destroy(shmq_heap *h, struct heap_obj *o)
  * any owner of that slot that is gone). Under the heap mutex. */
 static void chan_departed(shmq_heap *h, struct heap_obj *o, uint32_t slot, uint32_t tag)
 {
-	struct chan_shared *c = chan_of(o);
+	uint32_t nbuf;
+	struct chan_shared *c = chan_of(o, &nbuf);
 	struct part_table *t = heap_parts(h);
-	if (!c || chan_lock(h, c))
+	if (!c || chan_lock(h, c, nbuf))
 		return;
 	struct chan_list *lists[2] = { &c->rq, &c->wq };
 	for (int i = 0; i < 2; i++) {
@@ -572,12 +592,11 @@ static void chan_departed(shmq_heap *h, struct heap_obj *o, uint32_t slot, uint3
 /* Nobody holds the channel any more: free what it still owns. */
 static void chan_destroy(shmq_heap *h, struct heap_obj *o)
 {
-	struct chan_shared *c = chan_of(o);
+	uint32_t nbuf;
+	struct chan_shared *c = chan_of(o, &nbuf);
 	if (!c)
 		return;
-	uint64_t b = atomic_exchange(&c->buf, 0);
-	for (uint64_t i = 0; i < (uint32_t)b && c->buffer; i++)
-		heap_free(h, atomic_exchange(&c->slots[((b >> 32) + i) % c->buffer], 0));
+	buf_drop(h, c, nbuf);
 	struct chan_list *lists[2] = { &c->rq, &c->wq };
 	for (int i = 0; i < 2; i++) {
 		uint64_t off;
@@ -650,7 +669,7 @@ static void end_init(void *payload, void *arg)
 }
 
 /* A handle on channel ref (taken over: closed on failure) and end eref. */
-static int handle_new(struct heap_ref *ref, struct heap_ref *eref, shmq_chan **out)
+static int handle_new(struct heap_ref *ref, struct heap_ref *eref, uint32_t nbuf, shmq_chan **out)
 {
 	shmq_chan *ch = calloc(1, sizeof(*ch));
 	if (!ch) {
@@ -662,6 +681,7 @@ static int handle_new(struct heap_ref *ref, struct heap_ref *eref, shmq_chan **o
 	ch->end = *eref;
 	ch->c = ref->payload;
 	ch->e = eref->payload;
+	ch->nbuf = nbuf;
 	ch->opened = (int)(atomic_load(&ch->e->roles) & SHMQ_RDWR);
 	*out = ch;
 	return 0;
@@ -671,12 +691,13 @@ static int handle_new(struct heap_ref *ref, struct heap_ref *eref, shmq_chan **o
 static int end_new(struct heap_ref *ref, int roles, shmq_chan **out)
 {
 	shmq_heap *h = ref->heap;
-	struct chan_shared *c = chan_of(ref->obj);
+	uint32_t nbuf;
+	struct chan_shared *c = chan_of(ref->obj, &nbuf);
 	struct heap_ref eref;
 	int err = c ? heap_obj_create(h, NULL, HEAP_KIND_CHAN_END, sizeof(struct chan_end), ref,
 				      end_init, NULL, &eref)
 		    : -EPROTO;
-	if (!err && (err = chan_lock(h, c)) == 0) {
+	if (!err && (err = chan_lock(h, c, nbuf)) == 0) {
 		set_roles(h, c, eref.payload, (uint32_t)roles);
 		chan_unlock(h, c);
 	} else if (!err) {
@@ -686,7 +707,7 @@ static int end_new(struct heap_ref *ref, int roles, shmq_chan **out)
 		heap_obj_close(ref);
 		return err;
 	}
-	return handle_new(ref, &eref, out);
+	return handle_new(ref, &eref, nbuf, out);
 }
 
 int shmq_chan_create(shmq_heap *h, const char *name, uint32_t buffer, shmq_chan **out)
@@ -696,7 +717,9 @@ int shmq_chan_create(shmq_heap *h, const char *name, uint32_t buffer, shmq_chan 
 	struct heap_ref ref;
 	size_t size = sizeof(struct chan_shared) + (size_t)buffer * sizeof(uint64_t);
 	int err = heap_obj_create(h, name, HEAP_KIND_CHAN, size, NULL, chan_init, &buffer, &ref);
-	return err ? err : end_new(&ref, SHMQ_RDWR, out);
+	if (!err && (err = end_new(&ref, SHMQ_RDWR, out)) && name)
+		shmq_heap_remove(h, name); /* a failed create leaves no channel behind */
+	return err;
 }
 
 int shmq_chan_open(shmq_heap *h, const char *name, int roles, shmq_chan **out)
@@ -713,6 +736,7 @@ int shmq_chan_end_open(shmq_heap *h, const char *end_name, shmq_chan **out)
 	if (!h || !out)
 		return -EINVAL;
 	struct heap_ref eref, ref;
+	uint32_t nbuf = 0;
 	int err = heap_obj_open(h, end_name, HEAP_KIND_CHAN_END, &eref);
 	if (err)
 		return err;
@@ -720,7 +744,7 @@ int shmq_chan_end_open(shmq_heap *h, const char *end_name, shmq_chan **out)
 	if (eref.obj->size < sizeof(*e) || e->magic != END_MAGIC || !eref.obj->ref)
 		err = -EPROTO;
 	else if ((err = heap_obj_open_at(h, eref.obj->ref, HEAP_KIND_CHAN, &ref)) == 0 &&
-		 !chan_of(ref.obj)) {
+		 !chan_of(ref.obj, &nbuf)) {
 		heap_obj_close(&ref);
 		err = -EPROTO;
 	}
@@ -728,7 +752,7 @@ int shmq_chan_end_open(shmq_heap *h, const char *end_name, shmq_chan **out)
 		heap_obj_close(&eref);
 		return err == -EINVAL ? -EPROTO : err;
 	}
-	return handle_new(&ref, &eref, out);
+	return handle_new(&ref, &eref, nbuf, out);
 }
 
 int shmq_chan_close(shmq_chan *ch)
@@ -761,7 +785,7 @@ int shmq_chan_roles(shmq_chan *ch)
 
 int shmq_chan_buffer(shmq_chan *ch)
 {
-	return ch ? (int)ch->c->buffer : -EINVAL;
+	return ch ? (int)ch->nbuf : -EINVAL;
 }
 
 int shmq_chan_retire(shmq_chan *ch, int roles)
@@ -769,7 +793,7 @@ int shmq_chan_retire(shmq_chan *ch, int roles)
 	if (!ch || roles & ~SHMQ_RDWR || !roles)
 		return -EINVAL;
 	shmq_heap *h = ch->ref.heap;
-	int err = chan_lock(h, ch->c);
+	int err = chan_lock(h, ch->c, ch->nbuf);
 	if (err)
 		return err;
 	uint32_t now = atomic_load(&ch->e->roles) & SHMQ_RDWR;
@@ -785,13 +809,11 @@ int shmq_chan_poison(shmq_chan *ch)
 		return -EINVAL;
 	shmq_heap *h = ch->ref.heap;
 	struct chan_shared *c = ch->c;
-	int err = chan_lock(h, c);
+	int err = chan_lock(h, c, ch->nbuf);
 	if (err)
 		return err;
 	atomic_fetch_or(&c->flags, CHAN_POISONED);
-	uint64_t b = atomic_exchange(&c->buf, 0); /* dropped first: a death leaks the rest */
-	for (uint64_t i = 0; i < (uint32_t)b && c->buffer; i++)
-		heap_free(h, atomic_exchange(&c->slots[((b >> 32) + i) % c->buffer], 0));
+	buf_drop(h, c, ch->nbuf);
 	settle(h, c);
 	chan_unlock(h, c);
 	return 0;
@@ -819,7 +841,7 @@ static int64_t end_error(struct shmq_guard *g)
 
 /* A reader took a buffered message: move the first waiting writer's block
  * into the freed slot (see CHAN_INTENT_PROMOTE). */
-static void promote(shmq_heap *h, struct chan_shared *c)
+static void promote(shmq_heap *h, struct chan_shared *c, uint32_t nbuf)
 {
 	uint64_t off;
 	struct chan_waiter *w;
@@ -835,7 +857,7 @@ static void promote(shmq_heap *h, struct chan_shared *c)
 		in->guard = o->guard;
 		in->waiter = o->waiter;
 		in->msg = blk;
-		in->slot = (first + count) % c->buffer;
+		in->slot = (first + count) % nbuf;
 		in->buf_after = buf_word(first, count + 1);
 		atomic_store(&o->result, 0);
 		atomic_store_explicit(&in->op, CHAN_INTENT_PROMOTE, memory_order_release);
@@ -858,21 +880,22 @@ static void promote(shmq_heap *h, struct chan_shared *c)
 static int64_t try_read(shmq_heap *h, struct shmq_guard *g)
 {
 	struct chan_shared *c = g->chan->c;
+	uint32_t nbuf = g->chan->nbuf;
 	uint64_t b = atomic_load(&c->buf), len, off;
-	if ((uint32_t)b && c->buffer) {
-		uint64_t first = b >> 32, blk = atomic_load(&c->slots[first % c->buffer]);
+	if ((uint32_t)b && nbuf) {
+		uint64_t first = b >> 32, blk = atomic_load(&c->slots[first % nbuf]);
 		const unsigned char *p = msg_at(h, blk, &len);
 		if (!p) { /* a corrupt slot: drop it */
-			atomic_store(&c->buf, buf_word((first + 1) % c->buffer, (uint32_t)b - 1));
+			atomic_store(&c->buf, buf_word((first + 1) % nbuf, (uint32_t)b - 1));
 			return -EPROTO;
 		}
 		if (len > g->rcap)
 			return -EMSGSIZE;
 		if (len)
 			memcpy(g->rbuf, p, len);
-		atomic_store(&c->buf, buf_word((first + 1) % c->buffer, (uint32_t)b - 1));
+		atomic_store(&c->buf, buf_word((first + 1) % nbuf, (uint32_t)b - 1));
 		heap_free(h, blk);
-		promote(h, c);
+		promote(h, c, nbuf);
 		return (int64_t)len;
 	}
 	struct chan_waiter *w;
@@ -905,7 +928,8 @@ static int64_t try_read(shmq_heap *h, struct shmq_guard *g)
 static int64_t try_write(shmq_heap *h, struct shmq_guard *g, uint64_t *blk)
 {
 	struct chan_shared *c = g->chan->c;
-	if (!*blk && (g->wlen > CHAN_INLINE || c->buffer))
+	uint32_t nbuf = g->chan->nbuf;
+	if (!*blk && (g->wlen > CHAN_INLINE || nbuf))
 		return -ENOSPC; /* the block it needs could not be had */
 	uint64_t off;
 	struct chan_waiter *w;
@@ -927,9 +951,9 @@ static int64_t try_write(shmq_heap *h, struct shmq_guard *g, uint64_t *blk)
 		}
 	}
 	uint64_t b = atomic_load(&c->buf), count = (uint32_t)b;
-	if (count < c->buffer) {
+	if (count < nbuf) {
 		uint64_t first = b >> 32;
-		atomic_store(&c->slots[(first + count) % c->buffer], *blk);
+		atomic_store(&c->slots[(first + count) % nbuf], *blk);
 		atomic_store(&c->buf, buf_word(first, count + 1)); /* published */
 		*blk = 0;
 		return 0;
@@ -956,7 +980,7 @@ struct alt {
 	unsigned n;
 	shmq_heap *h;
 	uint64_t blk[SHMQ_ALT_MAX];   /* write guards' message blocks */
-	struct chan_shared *locks[SHMQ_ALT_MAX]; /* distinct channels, by offset */
+	shmq_chan *locks[SHMQ_ALT_MAX]; /* a handle per distinct channel, by offset */
 	unsigned nlocks;
 	uint64_t woff;                /* our record, once waiting */
 	uint32_t room;                /* guards it has room for */
@@ -986,14 +1010,14 @@ static void alt_sort(struct alt *a)
 {
 	a->nlocks = 0;
 	for (unsigned i = 0; i < a->n; i++) {
-		struct chan_shared *c = a->g[i].chan->c;
+		shmq_chan *ch = a->g[i].chan;
 		unsigned j = 0;
-		while (j < a->nlocks && a->locks[j] < c)
+		while (j < a->nlocks && a->locks[j]->c < ch->c)
 			j++;
-		if (j < a->nlocks && a->locks[j] == c)
+		if (j < a->nlocks && a->locks[j]->c == ch->c)
 			continue;
 		memmove(&a->locks[j + 1], &a->locks[j], (a->nlocks - j) * sizeof(a->locks[0]));
-		a->locks[j] = c;
+		a->locks[j] = ch;
 		a->nlocks++;
 	}
 }
@@ -1001,10 +1025,10 @@ static void alt_sort(struct alt *a)
 static int alt_lock(struct alt *a)
 {
 	for (unsigned i = 0; i < a->nlocks; i++) {
-		int err = chan_lock(a->h, a->locks[i]);
+		int err = chan_lock(a->h, a->locks[i]->c, a->locks[i]->nbuf);
 		if (err) {
 			while (i--)
-				chan_unlock(a->h, a->locks[i]);
+				chan_unlock(a->h, a->locks[i]->c);
 			return err;
 		}
 	}
@@ -1014,8 +1038,8 @@ static int alt_lock(struct alt *a)
 static void alt_unlock(struct alt *a)
 {
 	for (unsigned i = 0; i < a->nlocks; i++) {
-		settle(a->h, a->locks[i]);
-		chan_unlock(a->h, a->locks[i]);
+		settle(a->h, a->locks[i]->c);
+		chan_unlock(a->h, a->locks[i]->c);
 	}
 }
 
@@ -1120,7 +1144,7 @@ static int alt_finish(struct alt *a)
 		if (!atomic_load_explicit(&o->linked, memory_order_acquire))
 			continue;
 		struct chan_shared *c = a->g[i].chan->c;
-		if (chan_lock(a->h, c) == 0) {
+		if (chan_lock(a->h, c, a->g[i].chan->nbuf) == 0) {
 			list_unlink(a->h, o->op == SHMQ_GUARD_READ ? &c->rq : &c->wq,
 				    heap_off(a->h, o), o);
 			chan_unlock(a->h, c);
@@ -1169,7 +1193,7 @@ int shmq_alt(struct shmq_guard *g, unsigned n, int flags, int64_t timeout_ns)
 	 * buffered channel keeps blocks. */
 	for (unsigned i = 0; i < n; i++)
 		if (g[i].op == SHMQ_GUARD_WRITE && g[i].wlen <= SHMQ_CHAN_MSG_MAX &&
-		    (g[i].wlen > CHAN_INLINE || g[i].chan->c->buffer) &&
+		    (g[i].wlen > CHAN_INLINE || g[i].chan->nbuf) &&
 		    msg_new(a.h, g[i].wbuf, g[i].wlen, &a.blk[i]) == -EPROTO) {
 			alt_free_msgs(&a);
 			return -EPROTO;

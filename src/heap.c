@@ -277,7 +277,7 @@ static unsigned bucket_of(const char *name)
 
 /* The object at off, validated: aligned, inside the file, its magic, kind
  * and payload size consistent. NULL otherwise. */
-static struct heap_obj *obj_at(shmq_heap *h, uint64_t off)
+struct heap_obj *heap_obj_at(shmq_heap *h, uint64_t off)
 {
 	if (off < h->geom.arena_off || off % HEAP_OBJ_ALIGN)
 		return NULL;
@@ -307,7 +307,7 @@ static uint64_t lookup(shmq_heap *h, const char *name, int *err)
 	uint64_t off = atomic_load(&h->map.hdr->buckets[bucket_of(name)]);
 	*err = 0;
 	for (uint64_t steps = 0; off; steps++) {
-		struct heap_obj *o = obj_at(h, off);
+		struct heap_obj *o = heap_obj_at(h, off);
 		if (!o || steps > chain_bound(h)) {
 			*err = -EPROTO;
 			return 0;
@@ -328,7 +328,7 @@ static _Atomic uint64_t *chain_link_to(shmq_heap *h, struct heap_obj *o, uint64_
 		uint64_t cur = atomic_load(link);
 		if (cur == off)
 			return link;
-		struct heap_obj *c = cur ? obj_at(h, cur) : NULL;
+		struct heap_obj *c = cur ? heap_obj_at(h, cur) : NULL;
 		if (!c)
 			return NULL;
 		link = &c->next;
@@ -404,7 +404,7 @@ static bool do_unlink(shmq_heap *h, uint64_t off, struct heap_obj *o, struct hea
 
 static struct heap_obj *link_target(shmq_heap *h, struct heap_obj *o)
 {
-	return o->ref ? obj_at(h, o->ref) : NULL;
+	return o->ref ? heap_obj_at(h, o->ref) : NULL;
 }
 
 static void obj_link(shmq_heap *h, uint64_t off, struct heap_obj *o)
@@ -472,7 +472,7 @@ static void scrub(shmq_heap *h, uint32_t slot, uint32_t tag)
 	for (unsigned b = 0; b < HEAP_BUCKETS && budget; b++) {
 		uint64_t off = atomic_load(&h->map.hdr->buckets[b]);
 		for (; off && budget; budget--) {
-			struct heap_obj *o = obj_at(h, off);
+			struct heap_obj *o = heap_obj_at(h, off);
 			if (!o)
 				break;
 			uint64_t next = atomic_load(&o->next);
@@ -496,8 +496,8 @@ static void replay(shmq_heap *h)
 {
 	struct heap_intent *in = &h->map.hdr->intent;
 	uint32_t op = atomic_load_explicit(&in->op, memory_order_acquire);
-	struct heap_obj *o = op == INTENT_LINK || op == INTENT_FREE ? obj_at(h, in->obj) : NULL;
-	struct heap_obj *t = in->target ? obj_at(h, in->target) : NULL;
+	struct heap_obj *o = op == INTENT_LINK || op == INTENT_FREE ? heap_obj_at(h, in->obj) : NULL;
+	struct heap_obj *t = in->target ? heap_obj_at(h, in->target) : NULL;
 	if (op == INTENT_LINK && o)
 		do_link(h, in->obj, o, t, in->links_after);
 	else if (op == INTENT_FREE && o)
@@ -697,7 +697,7 @@ fail:
 
 static int open_locked(shmq_heap *h, uint64_t off, uint32_t kind, struct heap_ref *out)
 {
-	struct heap_obj *o = obj_at(h, off);
+	struct heap_obj *o = heap_obj_at(h, off);
 	if (!o)
 		return -EPROTO;
 	if (kind && o->kind != kind) /* 0: any kind */
@@ -741,7 +741,7 @@ void heap_obj_close(struct heap_ref *r)
 	heap_sweep(h);
 	if (heap_lock(h) < 0)
 		return;
-	struct heap_obj *o = obj_at(h, r->off);
+	struct heap_obj *o = heap_obj_at(h, r->off);
 	if (o) {
 		holder_clear(o, h->map.slot);
 		if (obj_unused(o))
@@ -759,7 +759,7 @@ int shmq_heap_remove(shmq_heap *h, const char *name)
 	if (err)
 		return err;
 	uint64_t off = lookup(h, name, &err);
-	struct heap_obj *o = off ? obj_at(h, off) : NULL;
+	struct heap_obj *o = off ? heap_obj_at(h, off) : NULL;
 	if (o) {
 		atomic_fetch_or(&o->flags, OBJ_REMOVED);
 		if (obj_unused(o))
@@ -823,7 +823,7 @@ static void fork_prepare(void)
 		pthread_mutex_lock(&h->held_lock);
 		for (uint32_t i = 0; i < h->held_cap; i++) {
 			struct heap_obj *o =
-				h->held[i].off > HELD_GONE ? obj_at(h, h->held[i].off) : NULL;
+				h->held[i].off > HELD_GONE ? heap_obj_at(h, h->held[i].off) : NULL;
 			if (o)
 				holder_set(o, h->child_slot);
 		}
@@ -1175,7 +1175,7 @@ int shmq_heap_stat(shmq_heap *h, struct shmq_heap_stat *st)
 	for (unsigned b = 0; b < HEAP_BUCKETS && !err; b++) {
 		uint64_t off = atomic_load(&h->map.hdr->buckets[b]);
 		for (uint64_t steps = 0; off; steps++) {
-			struct heap_obj *o = obj_at(h, off);
+			struct heap_obj *o = heap_obj_at(h, off);
 			if (!o || steps > chain_bound(h)) {
 				err = -EPROTO;
 				break;
@@ -1227,7 +1227,7 @@ int heap_check(shmq_heap *h)
 	for (unsigned b = 0; b < HEAP_BUCKETS && !ck.err; b++) {
 		uint64_t off = atomic_load(&h->map.hdr->buckets[b]);
 		for (uint64_t steps = 0; off && !ck.err; steps++) {
-			struct heap_obj *o = obj_at(h, off);
+			struct heap_obj *o = heap_obj_at(h, off);
 			if (!o || steps > chain_bound(h) || bucket_of(o->name) != b ||
 			    o->block < h->geom.arena_off + sizeof(struct heap_block) ||
 			    o->block % HEAP_GRAIN) {

@@ -198,6 +198,9 @@ int heap_obj_open(shmq_heap *h, const char *name, uint32_t kind, struct heap_ref
  * object, e.g. a condition's lock). Returns 0 or -EPROTO. */
 int heap_obj_open_at(shmq_heap *h, uint64_t off, uint32_t kind, struct heap_ref *out);
 void heap_obj_close(struct heap_ref *r);
+/* The object at offset off, checked (aligned, magic, kind, payload inside
+ * the heap), or NULL: for an offset read from shared memory. */
+struct heap_obj *heap_obj_at(shmq_heap *h, uint64_t off);
 
 /* The first member of every struct shmq_heap: what heap_at() needs, so that
  * its fast path inlines into the object layers' read paths. base and

@@ -9,7 +9,7 @@
 #   pyasan   build-asan/  the Python suite's binding tests against the package
 #                         built with ASan+UBSan (the runtime preloaded)
 #   drd      build/       tests/threads under valgrind's DRD (tests/drd.supp)
-#   fuzz     build-fuzz/  90 s of fuzzing (clang), tests/fuzz: 30 s for each target
+#   fuzz     build-fuzz/  90 s of fuzzing (clang), tests/fuzz: 22 s for each of 4 targets
 #   model    (temp dirs)  Spin verification of tests/model/{ring,sync,epoch,chan}.pml
 # In CI (CI=true) warnings are errors. Usage: tools/test.sh [step]...
 # (default: every step). tests/torture/README.md has the long modes.
@@ -136,21 +136,23 @@ run_drd() {
 	fi
 }
 
-# 90 s of fuzzing, split between the targets (30 s each), each from its seed
+# 90 s of fuzzing, split between the targets (22 s each), each from its seed
 # corpus; new inputs go to a temporary directory, crash reproducers to
 # build-fuzz/.
 run_fuzz() {
-	echo "=== fuzz (build-fuzz, 3 targets, 30 s each)"
+	echo "=== fuzz (build-fuzz, 4 targets, 22 s each)"
 	CC=clang configure build-fuzz "${werror[@]}" -Dfuzz=true -Dtests=disabled -Dbench=false -Dpython=disabled
-	ninja -C build-fuzz tests/fuzz/fuzz_segment tests/fuzz/fuzz_heap tests/fuzz/fuzz_dict
+	ninja -C build-fuzz tests/fuzz/fuzz_segment tests/fuzz/fuzz_heap tests/fuzz/fuzz_dict \
+		tests/fuzz/fuzz_chan
 	local target seeds corpus log passed=0 failed=0
-	for target in fuzz_segment:corpus fuzz_heap:corpus-heap fuzz_dict:corpus-dict; do
+	for target in fuzz_segment:corpus fuzz_heap:corpus-heap fuzz_dict:corpus-dict \
+		fuzz_chan:corpus-chan; do
 		seeds=tests/fuzz/${target#*:}
 		target=${target%%:*}
 		log=build-fuzz/$target.log
 		corpus=$(mktemp -d)
 		echo "--- $target"
-		if build-fuzz/tests/fuzz/$target -timeout=5 -max_total_time=30 -handle_xfsz=0 \
+		if build-fuzz/tests/fuzz/$target -timeout=5 -max_total_time=22 -handle_xfsz=0 \
 			-print_final_stats=1 -artifact_prefix=build-fuzz/ \
 			"$corpus" "$seeds" >"$log" 2>&1; then
 			grep -E 'DONE|stat::(number_of_executed_units|average_exec_per_sec)' "$log"

@@ -89,7 +89,7 @@ int shmq_chan_write(shmq_chan *c, const void *buf, size_t len, int64_t timeout_n
  * (larger than cap: it stays for another read), -EPIPE (every writer end
  * retired and nothing is left, or this end's SHMQ_RD was retired),
  * -ECANCELED, -EAGAIN, -ETIMEDOUT, -EBADF (never had SHMQ_RD), -EINVAL,
- * -EPROTO. */
+ * -ENOSPC (no heap room for the record a wait needs), -EPROTO. */
 ssize_t shmq_chan_read(shmq_chan *c, void *buf, size_t cap, int64_t timeout_ns);
 /* Retire roles of this end (for every holder). Returns 0 (also when they
  * were retired already); -EINVAL (bad roles). */
@@ -104,7 +104,9 @@ int shmq_chan_poison(shmq_chan *c);
  * exactly once, also when the partner is itself inside an alternation, and
  * the buffers of guards that did not fire are untouched. A guard on a
  * retired, poisoned or unusable channel fires with result -EPIPE,
- * -ECANCELED, -EBADF or -EMSGSIZE (its message stays) and nothing moves.
+ * -ECANCELED, -EBADF or -EMSGSIZE (its message stays), a write guard whose
+ * message found no heap room with -ENOSPC, one that met a corrupt message
+ * with -EPROTO; nothing moves.
  * SHMQ_ALT_PRI prefers the first ready guard, SHMQ_ALT_FAIR the first ready
  * one after the guard that fired last time on this thread (rotating the
  * preference: every ready guard is served within n rounds). Every guard's
