@@ -544,6 +544,17 @@ static inline void t_reap_ok(pid_t pid, const char *who, int64_t timeout_ns)
 		  t_status_str(st, sb, sizeof(sb)));
 }
 
+/* Child pid, SIGKILLed, must be reaped within timeout_ns with that signal. */
+static inline void t_reap_killed(pid_t pid, int64_t timeout_ns)
+{
+	int st;
+	int r = t_wait(pid, &st, timeout_ns);
+	if (r < 0)
+		t_kill_reap(pid);
+	cr_assert_eq(r, 0);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+}
+
 #define T_RECLAIM_WARMUP 3
 #define T_RECLAIM_SLACK (64 * 1024ull)
 

@@ -91,12 +91,7 @@ static void reap_ok(pid_t pid, const char *who)
 
 static void reap_killed(pid_t pid)
 {
-	int st;
-	int r = t_wait(pid, &st, LIVE);
-	if (r < 0)
-		t_kill_reap(pid);
-	cr_assert_eq(r, 0);
-	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	t_reap_killed(pid, LIVE);
 }
 
 /* Wait until a killed child is a zombie (dead, not reaped). */
