@@ -56,7 +56,8 @@
  * are, each at any step, also holding locks. A killed process stays as it
  * was (its locks held, its offers linked, its record as it was) and the
  * table shows it dead (dead[]). The model reads dead[] exactly, where
- * first_waiting's cheap check may see a death late: a waiter committed
+ * first_waiting's liveness look (owner_gone: at most one look at the
+ * process per millisecond) may see a death late: a waiter committed
  * after it died unnoticed is one committed just before it died, which the
  * kill at any step explores (a reader so committed loses the message).
  * The futex: only the owner parks on its state word; FUTEX_WAKE unparks
