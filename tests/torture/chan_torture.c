@@ -110,9 +110,10 @@ struct shared {
 	_Atomic uint64_t next_id, moved;
 	_Atomic uint64_t long_timeouts, dups, torn, overflow;
 	/* Offers of killed writers on rendezvous channels: a read that began
-	 * after the writer was reaped must not get one ("a writer killed while
-	 * it waits withdraws its offer"). kill_seq counts reaps; dead[] holds
-	 * (id, kill_seq at its writer's reap). */
+	 * after the writer was reaped (by more than DEAD_GRACE_NS) must not get
+	 * one ("the offer of a writer killed while it waits is withdrawn").
+	 * kill_seq counts reaps; dead[] holds (id, kill_seq and time of its
+	 * writer's reap). */
 	_Atomic uint64_t kill_seq, late_deliveries, first_late;
 	_Atomic uint32_t ndead;
 	_Atomic uint32_t error_claimed;
@@ -126,6 +127,7 @@ static struct shared *sh;
 static _Atomic uint64_t *acked, *recvd, *maybe; /* bitmaps of ids, shared */
 struct dead {
 	_Atomic uint64_t id, seq;
+	_Atomic int64_t at; /* CLOCK_MONOTONIC ns of the reap */
 };
 #define MAX_DEAD (1u << 22)
 static struct dead *dead; /* shared, appended by the supervisor only */
@@ -186,16 +188,19 @@ static bool bit_get(_Atomic uint64_t *b, uint64_t id)
 }
 
 /* A message received: checked and marked (a second time: a duplicate). If
- * it came from a rendezvous channel (rv) through a call that began when
- * kill_seq was s0, and its writer had been reaped by then, the dead
- * writer's offer was delivered. */
-static void record_from(const unsigned char *m, size_t n, bool rv, uint64_t s0);
+ * it came from a rendezvous channel (rv) through a call that began (at t0)
+ * when kill_seq was s0, and its writer had been reaped by then, more than
+ * DEAD_GRACE_NS before t0, the dead writer's offer was delivered (chan.h:
+ * a process is looked at once per millisecond; within that its message may
+ * still be taken). */
+#define DEAD_GRACE_NS (2 * T_MS)
+static void record_from(const unsigned char *m, size_t n, bool rv, uint64_t s0, int64_t t0);
 static void record(const unsigned char *m, size_t n)
 {
-	record_from(m, n, false, 0);
+	record_from(m, n, false, 0, 0);
 }
 
-static void record_from(const unsigned char *m, size_t n, bool rv, uint64_t s0)
+static void record_from(const unsigned char *m, size_t n, bool rv, uint64_t s0, int64_t t0)
 {
 	struct mhdr h;
 	if (n < MHDR) {
@@ -216,7 +221,9 @@ static void record_from(const unsigned char *m, size_t n, bool rv, uint64_t s0)
 	uint32_t nd = atomic_load(&sh->ndead);
 	for (uint32_t i = nd; i-- > 0;)
 		if (atomic_load(&dead[i].id) == h.id) {
-			if (atomic_load(&dead[i].seq) <= s0 && !atomic_fetch_add(&sh->late_deliveries, 1))
+			if (atomic_load(&dead[i].seq) <= s0 &&
+			    t0 - atomic_load(&dead[i].at) > DEAD_GRACE_NS &&
+			    !atomic_fetch_add(&sh->late_deliveries, 1))
 				atomic_store(&sh->first_late, h.id);
 			break;
 		}
@@ -363,7 +370,7 @@ static void one_call(enum op op, uint64_t *rng)
 			atomic_fetch_add(&me->moved, 1);
 			atomic_fetch_add(&sh->moved, 1);
 		} else if (x->result >= 0) {
-			record_from(x->rbuf, (size_t)x->result, buffers[chi[f] % 8] == 0, s0);
+			record_from(x->rbuf, (size_t)x->result, buffers[chi[f] % 8] == 0, s0, t0);
 			atomic_fetch_add(&me->moved, 1);
 			atomic_fetch_add(&sh->moved, 1);
 		} else if (x->result == -EMSGSIZE && x->rcap < MSG_MAX) {
@@ -549,6 +556,7 @@ static void reclaim(uint32_t i)
 	uint32_t nf = atomic_load(&k->nfly);
 	st.fly_kills += nf != 0;
 	uint64_t seq = atomic_fetch_add(&sh->kill_seq, 1) + 1; /* it is reaped */
+	int64_t at = t_now();
 	for (uint32_t j = 0; j < nf && j < MAX_FLY; j++) {
 		uint64_t id = atomic_load(&k->fly[j]);
 		if (id >= MAX_IDS)
@@ -557,6 +565,7 @@ static void reclaim(uint32_t i)
 		if (buffers[atomic_load(&k->fly_ch[j]) % 8] == 0 && nd < MAX_DEAD) {
 			atomic_store(&dead[nd].id, id);
 			atomic_store(&dead[nd].seq, seq);
+			atomic_store(&dead[nd].at, at);
 			atomic_store(&sh->ndead, nd + 1);
 		}
 		bit_set(maybe, id);
