@@ -2130,31 +2130,6 @@ static void build_template(unsigned ti)
 
 /* ------------------------------------------------------------ seed corpus -- */
 
-struct seed {
-	uint8_t b[1024];
-	size_t n;
-};
-
-static void emit(struct seed *s, int n, ...)
-{
-	va_list ap;
-	va_start(ap, n);
-	for (int i = 0; i < n && s->n < sizeof(s->b); i++)
-		s->b[s->n++] = (uint8_t)va_arg(ap, int);
-	va_end(ap);
-}
-
-static void write_seed(const char *dir, const char *name, const struct seed *s)
-{
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	FILE *fp = fopen(path, "wb");
-	if (!fp || fwrite(s->b, 1, s->n, fp) != s->n || fclose(fp) != 0) {
-		perror(path);
-		exit(1);
-	}
-}
-
 /* Emitters that consume what the parsers above read. */
 static void e_msg(struct seed *s, unsigned seed, uint32_t len) /* msg_of */
 {

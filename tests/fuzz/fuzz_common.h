@@ -1,12 +1,16 @@
 /* Helpers shared by the libFuzzer targets (fuzz_segment, fuzz_heap,
- * fuzz_dict): reading the input as a stream of little-endian integers (0
- * once it runs out) and a 64-bit mixer. static inline, so a target that does
- * not use one gets no unused-function warning. */
+ * fuzz_dict, fuzz_chan): reading the input as a stream of little-endian
+ * integers (0 once it runs out), a 64-bit mixer, and writing seed inputs.
+ * static inline, so a target that does not use one gets no unused-function
+ * warning. */
 #ifndef SHMQ_FUZZ_COMMON_H
 #define SHMQ_FUZZ_COMMON_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 struct input {
 	const uint8_t *p;
@@ -47,6 +51,34 @@ static inline uint64_t mix(uint64_t x) /* splitmix64 */
 	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
 	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
 	return x ^ (x >> 31);
+}
+
+/* Seed corpora (FUZZ_*_WRITE_SEEDS=DIR): an input built byte by byte. */
+struct seed {
+	uint8_t b[1024];
+	size_t n;
+};
+
+/* Append n bytes (ints, each cut to a byte); what does not fit is dropped. */
+static inline void emit(struct seed *s, int n, ...)
+{
+	va_list ap;
+	va_start(ap, n);
+	for (int i = 0; i < n && s->n < sizeof(s->b); i++)
+		s->b[s->n++] = (uint8_t)va_arg(ap, int);
+	va_end(ap);
+}
+
+/* Write s as DIR/name; exits on failure. */
+static inline void write_seed(const char *dir, const char *name, const struct seed *s)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *fp = fopen(path, "wb");
+	if (!fp || fwrite(s->b, 1, s->n, fp) != s->n || fclose(fp) != 0) {
+		perror(path);
+		exit(1);
+	}
 }
 
 #endif

@@ -1065,31 +1065,6 @@ enum { OP_PATCH_HDR, OP_PATCH_PARTS, OP_PATCH_ARENA, OP_PATCH_END, OP_HDR_WORD, 
        OP_FORGE_OBJ, OP_FORGE_BLOCK, OP_OPEN, OP_CREATE = 10, OP_CLOSE, OP_USE, OP_STAT = 15,
        OP_REMOVE, OP_CHECK, OP_RAW, OP_SECOND, OP_REOPEN, OP_FORGE_OPEN };
 
-struct seed {
-	uint8_t b[512];
-	size_t n;
-};
-
-static void emit(struct seed *s, int n, ...)
-{
-	va_list ap;
-	va_start(ap, n);
-	for (int i = 0; i < n && s->n < sizeof(s->b); i++)
-		s->b[s->n++] = (uint8_t)va_arg(ap, int);
-	va_end(ap);
-}
-
-static void write_seed(const char *dir, const char *name, const struct seed *s)
-{
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	FILE *fp = fopen(path, "wb");
-	if (!fp || fwrite(s->b, 1, s->n, fp) != s->n || fclose(fp) != 0) {
-		perror(path);
-		exit(1);
-	}
-}
-
 /* Open names 0 .. n-1 as their kinds (the heap is open already), then use
  * each handle in several ways. */
 static void seed_tour(struct seed *s, unsigned n)
