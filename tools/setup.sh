@@ -11,6 +11,7 @@ packages=(
 	python3-dev python3-pytest python3-mesonpy           # the Python package
 	libck-dev liburcu-dev libzmq3-dev liblmdb-dev        # benchmark peers
 	libiceoryx-binding-c-dev iceoryx python3 gnuplot-nox
+	libhiredis-dev redis-server redis-tools              # the Redis bridge and its tests
 )
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo

@@ -888,6 +888,7 @@ static const char main_help[] =
 	"  get NAME       get messages (-n COUNT, default 1) to stdout\n"
 	"  cat NAME       copy messages to stdout until every producer is gone\n"
 	"  feed NAME      copy stdin's messages to the queue until end of input\n"
+	"  bridge out|in  carry a queue over a Redis stream (the shmq-bridge program)\n"
 	"\n"
 	"'shmq COMMAND --help' describes each. NAME is 'jobs' or '/jobs' (" SHM_DIR "/jobs).\n"
 	"\n"
@@ -1082,8 +1083,34 @@ static int parse_args(const struct command *c, int argc, char **argv, struct arg
 	return -1;
 }
 
+/* `shmq bridge ARGS`: run shmq-bridge ARGS, which links hiredis so that this
+ * tool does not. Looked for beside this executable first (a build tree, or
+ * the same bin directory), then on PATH. Returns only on failure. */
+static int run_bridge(char **argv)
+{
+	char self[PATH_MAX], path[PATH_MAX + 16];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	argv[0] = "shmq-bridge";
+	if (n > 0) {
+		self[n] = 0;
+		char *slash = strrchr(self, '/');
+		if (slash) {
+			*slash = 0;
+			snprintf(path, sizeof(path), "%s/shmq-bridge", self);
+			execv(path, argv);
+		}
+	}
+	execvp("shmq-bridge", argv);
+	fprintf(stderr, "shmq: bridge: cannot run shmq-bridge (%s); it is built where hiredis is"
+			" installed (Debian: libhiredis-dev)\n",
+		strerror(errno));
+	return EX_UNAVAILABLE;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc >= 2 && !strcmp(argv[1], "bridge"))
+		return run_bridge(argv + 1);
 	if (argc < 2) {
 		fputs(main_help, stderr);
 		return EX_USAGE;
