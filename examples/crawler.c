@@ -6,10 +6,16 @@
  *	lists of what a correct crawl must find (site.h).
  *
  *   crawler crawl DIR [--workers W] [--out FILE] [--max-urls M] [--kill-after K]
+ *		       [--frontier /F --links /L]
  *	crawls DIR from index.html with W worker processes and prints pages/s.
  *	--out writes every page fetched, one path per line, once per fetch.
  *	--kill-after is a test hook: the first worker to have crawled K URLs
  *	SIGKILLs itself while holding its next URL (got, not task_done).
+ *	--frontier and --links split the crawl over two machines (below).
+ *
+ *   crawler work DIR [--workers W] --frontier /FB --links /LB
+ *	the far side of a split crawl: fetches the URLs of /FB and reports
+ *	what it found on /LB; exits at end of data on /FB.
  *
  * How it works: the frontier is an anonymous JoinableQueue of paths; the
  * visited-set is a shmq_dict (shmq/dict.h) on an anonymous heap that the
@@ -21,7 +27,25 @@
  * drops to zero while work remains: the coordinator's shmq_join returns
  * exactly when the crawl is complete. Exit status: 0 complete, 3 incomplete
  * (a worker died holding URLs: join reported -EOWNERDEAD, or -EPIPE when no
- * worker was left to crawl what is queued), 1 error, 2 usage. */
+ * worker was left to crawl what is queued), 1 error, 2 usage.
+ *
+ * Split mode (two machines, one Redis, four shmq-bridge processes): on
+ * machine A, `crawl --frontier /F --links /L` uses the named JoinableQueue
+ * /F (`shmq create /F --joinable`) as its frontier, and an out bridge ships
+ * part of it to B, holding each URL shipped (not task_done) until B reports
+ * it done. On B, `work` workers get URLs from /FB (an in bridge feeds it)
+ * and fetch and parse them like a worker, but keep no visited-set: they put
+ * an 'L' message per link ('L' + path) and then an 'F' record of the page
+ * ('F' + the page's counters + path) into /LB, and only then task_done the
+ * URL. An out bridge carries /LB to A's /L, where a linker process does with
+ * each 'L' what a worker does with a link and adds each 'F' record to the
+ * visited-set and the counters, then task_done's it. Every put comes before
+ * the task_done it causes, and a bridge reports done only when its queues
+ * are joined, so A's join on /F is as exact as on one machine. Afterwards A
+ * keeps putting stop messages (the out bridge may ship some to B, whose
+ * workers skip them) until its workers are gone, then closes /F: its end of
+ * data reaches B's workers, theirs reaches the linker, and A prints the
+ * totals of both sides. */
 #include <shmq.h>
 
 #include "site.h"
@@ -46,11 +70,25 @@
 
 #define URL_MAX 248 /* longest path queued; longer links are dropped */
 
+/* Split mode's messages from B to A (on /LB, then /L): 'L' + path, a link
+ * found on B; 'F' + REC_N little-endian uint64_t counters + path, a URL B
+ * fetched. broken is 1 for a URL that could not be fetched (a broken link,
+ * not a page), else 0. */
+enum { REC_BYTES, REC_LINKS, REC_EXTERNAL, REC_BROKEN, REC_DROPPED, REC_ERRORS, REC_N };
+#define REC_HDR (1 + 8 * REC_N)
+#define LINK_MSG_MAX (REC_HDR + URL_MAX) /* the longest message B sends */
+
 static int usage(void)
 {
 	fprintf(stderr, "usage: crawler gen DIR --pages N [--seed S]\n"
 			"       crawler crawl DIR [--workers W] [--out FILE] [--max-urls M]"
-			" [--kill-after K]\n");
+			" [--kill-after K]\n"
+			"                         [--frontier /F --links /L]\n"
+			"       crawler work DIR [--workers W] --frontier /FB --links /LB\n"
+			"split mode (machine A: crawl, B: work; shmq-bridge carries /F to /FB and\n"
+			"/LB to /L): /F, /L, /FB and /LB are named JoinableQueues (shmq create\n"
+			"--joinable); /F holds paths, like the anonymous frontier it replaces; B\n"
+			"fetches what it gets from /FB and reports links and pages on /LB.\n");
 	return 2;
 }
 
@@ -72,10 +110,13 @@ struct stats {
 	_Atomic uint64_t pages, bytes, links, external, broken, dropped, full, errors;
 	_Atomic uint32_t urls; /* paths in the visited-set, or reserved for one */
 	_Atomic int killed; /* --kill-after: one worker dies, once */
+	_Atomic uint64_t remote; /* split mode: pages fetched by B (in pages) */
+	_Atomic int over; /* split mode: join returned; the linker drops /F */
 };
 
 struct crawl {
-	shmq_queue *q;
+	shmq_queue *q; /* the frontier: paths to fetch */
+	shmq_queue *report; /* work (B): links and pages go here, not to q */
 	shmq_heap *heap; /* holds seen */
 	shmq_dict *seen; /* the visited-set: path -> fetch count (int64_t) */
 	struct stats *st;
@@ -143,7 +184,23 @@ static int visited_insert(struct crawl *c, const char *path, size_t len)
 	return r == 0 ? 1 : r == -EEXIST ? 0 : r;
 }
 
-/* One href found on page `from`: resolve it and queue it if it is new. */
+static void follow(struct crawl *c, const char *path, size_t len);
+
+/* work (B): put a found link into /LB for A's linker, which decides. */
+static void report_link(struct crawl *c, const char *path, size_t len)
+{
+	char msg[1 + URL_MAX];
+	msg[0] = 'L';
+	memcpy(msg + 1, path, len);
+	int r = shmq_put(c->report, msg, 1 + len, -1);
+	if (r < 0) {
+		fprintf(stderr, "crawler: put link %s: %s\n", path, strerror(-r));
+		atomic_fetch_add_explicit(&c->st->errors, 1, memory_order_relaxed);
+	}
+}
+
+/* One href found on page `from`: resolve it and queue it if it is new (or,
+ * on B, report it). */
 static void on_href(struct crawl *c, const char *from, const char *h, size_t n)
 {
 	atomic_fetch_add_explicit(&c->st->links, 1, memory_order_relaxed);
@@ -168,19 +225,29 @@ static void on_href(struct crawl *c, const char *from, const char *h, size_t n)
 		atomic_fetch_add_explicit(&c->st->dropped, 1, memory_order_relaxed);
 		return;
 	}
-	int r = visited_insert(c, p.s, p.len);
+	if (c->report)
+		report_link(c, p.s, p.len);
+	else
+		follow(c, p.s, p.len);
+}
+
+/* A resolved link (path, len bytes, NUL-terminated): queue it if it is new. */
+static void follow(struct crawl *c, const char *path, size_t len)
+{
+	int r = visited_insert(c, path, len);
 	if (r == -ENOSPC) {
 		atomic_fetch_add_explicit(&c->st->full, 1, memory_order_relaxed);
 		return;
 	}
 	if (r < 0) {
-		fprintf(stderr, "crawler: visited-set insert %s: %s\n", p.s, strerror(-r));
+		fprintf(stderr, "crawler: visited-set insert %s: %s\n", path, strerror(-r));
 		atomic_fetch_add_explicit(&c->st->errors, 1, memory_order_relaxed);
 		return;
 	}
-	/* The queue holds every URL the set can (see main): this never waits. */
-	if (r == 1 && (r = shmq_put(c->q, p.s, p.len, -1)) < 0) {
-		fprintf(stderr, "crawler: put %s: %s\n", p.s, strerror(-r));
+	/* The queue holds every URL the set can (see main): this never waits.
+	 * (In split mode the script sizes /F; the out bridge drains it too.) */
+	if (r == 1 && (r = shmq_put(c->q, path, len, -1)) < 0) {
+		fprintf(stderr, "crawler: put %s: %s\n", path, strerror(-r));
 		atomic_fetch_add_explicit(&c->st->errors, 1, memory_order_relaxed);
 	}
 }
@@ -273,7 +340,8 @@ static void fetch(struct crawl *c, const char *url, size_t len)
 		atomic_fetch_add_explicit(&c->st->broken, 1, memory_order_relaxed);
 		return;
 	}
-	int err = shmq_dict_add(c->seen, url, len, 1, NULL); /* url is in the set */
+	/* url is in the set (B has none: A counts B's fetches) */
+	int err = c->seen ? shmq_dict_add(c->seen, url, len, 1, NULL) : 0;
 	if (err < 0) {
 		fprintf(stderr, "crawler: visited-set count %s: %s\n", url, strerror(-err));
 		atomic_fetch_add_explicit(&c->st->errors, 1, memory_order_relaxed);
@@ -321,6 +389,177 @@ static void worker(struct crawl *c, pid_t parent)
 	_exit(0);
 }
 
+/* ============================================ split mode: A's linker === */
+
+static void put_u64le(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_u64le(const unsigned char *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Apply one message from B (n bytes, in a buffer with room for a NUL). */
+static void link_msg(struct crawl *c, char *m, size_t n)
+{
+	struct stats *st = c->st;
+	if (n >= 2 && m[0] == 'L' && n - 1 <= URL_MAX && !memchr(m + 1, '\0', n - 1)) {
+		m[n] = '\0';
+		if (c->q) {
+			follow(c, m + 1, n - 1);
+			return;
+		}
+		/* /F is closed: join has returned, so every link B found has
+		 * been seen (see cmd_crawl). A link already in the set is
+		 * harmless; a new one could not be crawled: an error. */
+		int r = visited_insert(c, m + 1, n - 1);
+		if (r == 0)
+			return;
+		fprintf(stderr, "crawler: linker: link %s after the crawl ended\n", m + 1);
+	} else if (n > REC_HDR && m[0] == 'F' && n - REC_HDR <= URL_MAX &&
+		   !memchr(m + REC_HDR, '\0', n - REC_HDR)) {
+		const unsigned char *u = (const unsigned char *)m + 1;
+		uint64_t rec[REC_N];
+		for (int i = 0; i < REC_N; i++)
+			rec[i] = get_u64le(u + 8 * i);
+		m[n] = '\0';
+		if (!rec[REC_BROKEN]) {
+			int r = shmq_dict_add(c->seen, m + REC_HDR, n - REC_HDR, 1, NULL);
+			if (r < 0) {
+				fprintf(stderr, "crawler: visited-set count %s: %s\n", m + REC_HDR,
+					strerror(-r));
+				atomic_fetch_add_explicit(&st->errors, 1, memory_order_relaxed);
+			}
+			atomic_fetch_add_explicit(&st->pages, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&st->remote, 1, memory_order_relaxed);
+		}
+		atomic_fetch_add_explicit(&st->bytes, rec[REC_BYTES], memory_order_relaxed);
+		atomic_fetch_add_explicit(&st->links, rec[REC_LINKS], memory_order_relaxed);
+		atomic_fetch_add_explicit(&st->external, rec[REC_EXTERNAL], memory_order_relaxed);
+		atomic_fetch_add_explicit(&st->broken, rec[REC_BROKEN], memory_order_relaxed);
+		atomic_fetch_add_explicit(&st->dropped, rec[REC_DROPPED], memory_order_relaxed);
+		atomic_fetch_add_explicit(&st->errors, rec[REC_ERRORS], memory_order_relaxed);
+		return;
+	} else {
+		fprintf(stderr, "crawler: linker: a malformed message of %zu bytes\n", n);
+	}
+	atomic_fetch_add_explicit(&st->errors, 1, memory_order_relaxed);
+}
+
+/* Consume /L (lq, held with SHMQ_RD only) until end of data: B's links and
+ * pages. Holds the write role on the frontier until the coordinator's join
+ * has returned (st->over), then drops it so that /F can reach end of data. */
+static void linker(struct crawl *c, shmq_queue *lq, size_t msg_max, pid_t parent)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL); /* a producer of /F: see worker */
+	if (getppid() != parent)
+		_exit(1);
+	shmq_queue_shutdown(c->q, SHMQ_RD);
+	char *m = malloc(msg_max + 1);
+	if (!m) {
+		perror("crawler: linker");
+		_exit(1);
+	}
+	int rc = 0;
+	for (;;) {
+		if (c->q && atomic_load(&c->st->over)) {
+			shmq_queue_close(c->q);
+			c->q = NULL;
+		}
+		ssize_t n = shmq_get(lq, m, msg_max, c->q ? 10 * 1000 * 1000 : -1);
+		if (n == -ETIMEDOUT)
+			continue;
+		if (n == -EPIPE)
+			break; /* B is done and its end of data has crossed */
+		if (n < 0) {
+			fprintf(stderr, "crawler: linker get: %s\n", strerror((int)-n));
+			rc = 1;
+			break;
+		}
+		link_msg(c, m, (size_t)n);
+		int r = shmq_task_done(lq); /* after the put: see the header */
+		if (r < 0) {
+			fprintf(stderr, "crawler: linker task_done: %s\n", strerror(-r));
+			atomic_fetch_add_explicit(&c->st->errors, 1, memory_order_relaxed);
+		}
+	}
+	free(m);
+	shmq_queue_close(lq);
+	if (c->q)
+		shmq_queue_close(c->q);
+	shmq_dict_close(c->seen);
+	shmq_heap_close(c->heap);
+	_exit(rc);
+}
+
+/* ============================================ split mode: B's workers === */
+
+/* Get URLs from /FB until end of data; for each, put an 'L' message per link
+ * and then the 'F' record into /LB, then task_done it. tot: the counters of
+ * all B's workers (shared with `crawler work`). */
+static void far_worker(struct crawl *c, struct stats *tot, pid_t parent)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(1);
+	char url[URL_MAX + 1];
+	unsigned char rec[LINK_MSG_MAX];
+	for (;;) {
+		ssize_t n = shmq_get(c->q, url, URL_MAX, -1);
+		if (n == -EPIPE)
+			break; /* A's frontier is closed and drained */
+		if (n < 0) {
+			fprintf(stderr, "crawler: work get: %s\n", strerror((int)-n));
+			atomic_fetch_add_explicit(&tot->errors, 1, memory_order_relaxed);
+			break;
+		}
+		if (n > 0) { /* empty: a stop message meant for A's workers */
+			url[n] = '\0';
+			struct stats page = { 0 }; /* this page's counters */
+			c->st = &page;
+			fetch(c, url, (size_t)n);
+			uint64_t v[REC_N] = {
+				[REC_BYTES] = atomic_load(&page.bytes),
+				[REC_LINKS] = atomic_load(&page.links),
+				[REC_EXTERNAL] = atomic_load(&page.external),
+				[REC_BROKEN] = atomic_load(&page.broken),
+				[REC_DROPPED] = atomic_load(&page.dropped),
+				[REC_ERRORS] = atomic_load(&page.errors),
+			};
+			rec[0] = 'F';
+			for (int i = 0; i < REC_N; i++)
+				put_u64le(rec + 1 + 8 * i, v[i]);
+			memcpy(rec + REC_HDR, url, (size_t)n);
+			int r = shmq_put(c->report, rec, REC_HDR + (size_t)n, -1);
+			if (r < 0) {
+				fprintf(stderr, "crawler: put page %s: %s\n", url, strerror(-r));
+				v[REC_ERRORS]++;
+			}
+			atomic_fetch_add(&tot->pages, atomic_load(&page.pages));
+			atomic_fetch_add(&tot->bytes, v[REC_BYTES]);
+			atomic_fetch_add(&tot->links, v[REC_LINKS]);
+			atomic_fetch_add(&tot->external, v[REC_EXTERNAL]);
+			atomic_fetch_add(&tot->broken, v[REC_BROKEN]);
+			atomic_fetch_add(&tot->dropped, v[REC_DROPPED]);
+			atomic_fetch_add(&tot->errors, v[REC_ERRORS]);
+		}
+		int r = shmq_task_done(c->q); /* after the puts: see the header */
+		if (r < 0) {
+			fprintf(stderr, "crawler: task_done: %s\n", strerror(-r));
+			atomic_fetch_add_explicit(&tot->errors, 1, memory_order_relaxed);
+		}
+	}
+	shmq_queue_close(c->q);
+	shmq_queue_close(c->report);
+	_exit(0);
+}
+
 /* ============================================= crawl: the coordinator === */
 
 static uint32_t html_files;
@@ -364,16 +603,53 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Split mode: open the named queue `name` (made by `shmq create`) with roles;
+ * it must be joinable (task_done, join) and take messages of min_msg bytes.
+ * Returns 0 and *q, *st; else says why and returns 1. */
+static int open_named(const char *name, int roles, uint32_t min_msg, shmq_queue **q,
+		      struct shmq_stat *st)
+{
+	int r = shmq_queue_open(name, roles, q);
+	if (r < 0) {
+		fprintf(stderr, "crawler: %s: %s\n", name, strerror(-r));
+		return 1;
+	}
+	if ((r = shmq_queue_stat(*q, st)) < 0) {
+		fprintf(stderr, "crawler: %s: stat: %s\n", name, strerror(-r));
+	} else if (!(st->flags & SHMQ_JOINABLE)) {
+		fprintf(stderr, "crawler: %s is not joinable (shmq create --joinable)\n", name);
+	} else if (st->msg_max < min_msg) {
+		fprintf(stderr, "crawler: %s takes messages of %u bytes at most; %u needed\n", name,
+			st->msg_max, min_msg);
+	} else {
+		return 0;
+	}
+	shmq_queue_close(*q);
+	*q = NULL;
+	return 1;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
 static int cmd_crawl(int argc, char **argv)
 {
 	uint32_t workers = 4, max_urls = 0, kill_after = 0;
-	const char *out = NULL;
+	const char *out = NULL, *frontier = NULL, *links = NULL;
 	const char *dir = argv[2];
 	for (int i = 3; i < argc; i++) {
 		if (i + 1 >= argc)
 			return usage();
 		if (!strcmp(argv[i], "--out"))
 			out = argv[++i];
+		else if (!strcmp(argv[i], "--frontier"))
+			frontier = argv[++i];
+		else if (!strcmp(argv[i], "--links"))
+			links = argv[++i];
 		else if (!((!strcmp(argv[i], "--workers") && parse_u32(argv[i + 1], &workers)) ||
 			   (!strcmp(argv[i], "--max-urls") && parse_u32(argv[i + 1], &max_urls)) ||
 			   (!strcmp(argv[i], "--kill-after") && parse_u32(argv[i + 1], &kill_after))))
@@ -383,6 +659,10 @@ static int cmd_crawl(int argc, char **argv)
 	}
 	if (workers < 1 || workers > 256) {
 		fprintf(stderr, "crawler: --workers must be 1..256\n");
+		return 2;
+	}
+	if (!frontier != !links) {
+		fprintf(stderr, "crawler: --frontier and --links go together\n");
 		return 2;
 	}
 	struct crawl c = { .kill_after = kill_after };
@@ -414,8 +694,21 @@ static int cmd_crawl(int argc, char **argv)
 		return 2;
 	}
 	attr.capacity = (uint32_t)cells;
-	int r = shmq_queue_create(NULL, &attr, &c.q);
-	if (r < 0) {
+	int r;
+	shmq_queue *lq = NULL; /* split mode: /L, B's links and pages */
+	struct shmq_stat fst, lst;
+	if (frontier) {
+		/* Named: the out bridge consumes it too, so a full ring waits for
+		 * the bridge rather than deadlocking; still, warn if it is small. */
+		if (open_named(frontier, SHMQ_RDWR, URL_MAX, &c.q, &fst) ||
+		    open_named(links, SHMQ_RD, LINK_MSG_MAX, &lq, &lst))
+			return 1;
+		if (fst.capacity < cells || fst.cell_size < attr.cell_size)
+			fprintf(stderr, "crawler: warning: %s has %u cells of %u bytes;"
+					" %llu of %u would never fill\n",
+				frontier, fst.capacity, fst.cell_size, (unsigned long long)cells,
+				attr.cell_size);
+	} else if ((r = shmq_queue_create(NULL, &attr, &c.q)) < 0) {
 		fprintf(stderr, "crawler: queue: %s\n", strerror(-r));
 		return 1;
 	}
@@ -450,7 +743,17 @@ static int cmd_crawl(int argc, char **argv)
 		return 1;
 	}
 	fflush(NULL); /* no stdio buffer is written twice by a child */
-	pid_t self = getpid();
+	pid_t self = getpid(), linker_pid = 0;
+	if (lq) { /* first, so that no worker inherits lq */
+		linker_pid = fork();
+		if (linker_pid == 0)
+			linker(&c, lq, lst.msg_max, self);
+		if (linker_pid < 0) {
+			perror("crawler: fork");
+			return 1;
+		}
+		shmq_queue_close(lq);
+	}
 	for (uint32_t i = 0; i < workers; i++) {
 		pids[i] = fork();
 		if (pids[i] == 0)
@@ -467,7 +770,26 @@ static int cmd_crawl(int argc, char **argv)
 	 * queued. */
 	shmq_queue_shutdown(c.q, SHMQ_RD);
 
-	r = workers ? shmq_join(c.q, -1) : -EPIPE;
+	if (!workers) {
+		r = -EPIPE;
+	} else if (!linker_pid) {
+		r = shmq_join(c.q, -1);
+	} else {
+		/* B's links come through the linker: if it died, nobody would
+		 * finish what B fetched, and join would wait forever. */
+		while ((r = shmq_join(c.q, 100 * 1000 * 1000)) == -ETIMEDOUT) {
+			int status;
+			if (waitpid(linker_pid, &status, WNOHANG) == linker_pid) {
+				fprintf(stderr, "crawler: the linker (pid %d) exited early (status"
+						" 0x%x); the crawl is incomplete\n",
+					(int)linker_pid, status);
+				linker_pid = 0;
+				r = 0;
+				rc = 1;
+				break;
+			}
+		}
+	}
 	double elapsed = now_s() - t0;
 	struct shmq_stat qs;
 	if (r == -EOWNERDEAD && shmq_queue_stat(c.q, &qs) == 0) {
@@ -489,14 +811,53 @@ static int cmd_crawl(int argc, char **argv)
 	 * (empty: no URL is empty) per worker tells each to exit. The ring has
 	 * room for them (see above), and a dead worker's leftover stop
 	 * message is harmless. */
-	for (uint32_t i = 0; i < workers; i++)
-		if ((r = shmq_put(c.q, "", 0, -1)) < 0)
-			break; /* -EPIPE: no worker is left to stop */
-	for (uint32_t i = 0; i < workers; i++) {
+	if (!frontier) {
+		for (uint32_t i = 0; i < workers; i++)
+			if ((r = shmq_put(c.q, "", 0, -1)) < 0)
+				break; /* -EPIPE: no worker is left to stop */
+		for (uint32_t i = 0; i < workers; i++) {
+			int status;
+			if (waitpid(pids[i], &status, 0) == pids[i] && WIFSIGNALED(status))
+				fprintf(stderr, "crawler: worker %u (pid %d) killed by signal %d\n",
+					i, (int)pids[i], WTERMSIG(status));
+		}
+	} else {
+		/* Split mode: the out bridge may ship stop messages to B (whose
+		 * workers skip them), so put more every 10 ms until all of ours
+		 * are gone. Nothing new can reach the linker now (every URL is
+		 * done, on both sides): it drops /F, we close it, and the end of
+		 * data goes round through B back to the linker. */
+		atomic_store(&c.st->over, 1);
+		for (;;) {
+			uint32_t alive = 0;
+			for (uint32_t i = 0; i < workers; i++) {
+				int status;
+				pid_t w = pids[i] ? waitpid(pids[i], &status, WNOHANG) : 0;
+				if (w == pids[i] && w > 0 && WIFSIGNALED(status))
+					fprintf(stderr, "crawler: worker %u (pid %d) killed by signal"
+							" %d\n",
+						i, (int)pids[i], WTERMSIG(status));
+				if (w == pids[i] || w < 0)
+					pids[i] = 0;
+				else
+					alive++;
+			}
+			if (!alive)
+				break;
+			for (uint32_t i = 0; i < alive; i++)
+				if (shmq_put(c.q, "", 0, 0) < 0)
+					break; /* full for now, or no consumer left */
+			sleep_ms(10);
+		}
+		shmq_queue_close(c.q);
+		c.q = NULL;
 		int status;
-		if (waitpid(pids[i], &status, 0) == pids[i] && WIFSIGNALED(status))
-			fprintf(stderr, "crawler: worker %u (pid %d) killed by signal %d\n", i,
-				(int)pids[i], WTERMSIG(status));
+		if (linker_pid && waitpid(linker_pid, &status, 0) == linker_pid &&
+		    !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+			fprintf(stderr, "crawler: the linker (pid %d) failed (status 0x%x)\n",
+				(int)linker_pid, status);
+			rc = 1;
+		}
 	}
 
 	uint64_t pages = atomic_load(&c.st->pages);
@@ -507,6 +868,8 @@ static int cmd_crawl(int argc, char **argv)
 	       (unsigned long long)atomic_load(&c.st->external),
 	       (unsigned long long)atomic_load(&c.st->broken), elapsed,
 	       elapsed > 0 ? (double)pages / elapsed : 0.0);
+	if (frontier)
+		printf("remote pages: %llu\n", (unsigned long long)atomic_load(&c.st->remote));
 	if (atomic_load(&c.st->dropped))
 		printf("dropped links (the bare root, or longer than %d bytes): %llu\n", URL_MAX,
 		       (unsigned long long)atomic_load(&c.st->dropped));
@@ -525,10 +888,96 @@ static int cmd_crawl(int argc, char **argv)
 			rc = 1;
 		}
 	}
-	shmq_queue_close(c.q);
+	if (c.q)
+		shmq_queue_close(c.q);
 	shmq_dict_close(c.seen);
 	shmq_heap_close(c.heap);
 	munmap(c.st, sizeof(*c.st));
+	close(c.rootfd);
+	free(pids);
+	return rc;
+}
+
+/* Split mode, machine B: W far_workers on /FB and /LB; prints B's counters. */
+static int cmd_work(int argc, char **argv)
+{
+	uint32_t workers = 4;
+	const char *frontier = NULL, *links = NULL;
+	const char *dir = argv[2];
+	for (int i = 3; i < argc; i++) {
+		if (i + 1 >= argc)
+			return usage();
+		if (!strcmp(argv[i], "--frontier"))
+			frontier = argv[++i];
+		else if (!strcmp(argv[i], "--links"))
+			links = argv[++i];
+		else if (!strcmp(argv[i], "--workers") && parse_u32(argv[i + 1], &workers))
+			i++;
+		else
+			return usage();
+	}
+	if (!frontier || !links)
+		return usage();
+	if (workers < 1 || workers > 256) {
+		fprintf(stderr, "crawler: --workers must be 1..256\n");
+		return 2;
+	}
+	struct crawl c = { 0 };
+	c.rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (c.rootfd < 0) {
+		perror(dir);
+		return 1;
+	}
+	/* Roles: the workers consume /FB and only produce /LB, so that the end
+	 * of data of each can cross. */
+	struct shmq_stat fst, lst;
+	if (open_named(frontier, SHMQ_RD, URL_MAX, &c.q, &fst) ||
+	    open_named(links, SHMQ_WR, LINK_MSG_MAX, &c.report, &lst))
+		return 1;
+	struct stats *tot = mmap(NULL, sizeof(*tot), PROT_READ | PROT_WRITE,
+				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	pid_t *pids = calloc(workers, sizeof(*pids));
+	if (tot == MAP_FAILED || !pids) {
+		perror("crawler: shared memory");
+		return 1;
+	}
+	int rc = 0;
+	double t0 = now_s();
+	fflush(NULL);
+	pid_t self = getpid();
+	for (uint32_t i = 0; i < workers; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0)
+			far_worker(&c, tot, self);
+		if (pids[i] < 0) {
+			perror("crawler: fork");
+			rc = 1;
+			workers = i;
+			break;
+		}
+	}
+	shmq_queue_close(c.q); /* the workers hold the roles now */
+	shmq_queue_close(c.report);
+	for (uint32_t i = 0; i < workers; i++) {
+		int status;
+		if (waitpid(pids[i], &status, 0) == pids[i] &&
+		    !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+			fprintf(stderr, "crawler: worker %u (pid %d) failed (status 0x%x)\n", i,
+				(int)pids[i], status);
+			rc = 1;
+		}
+	}
+	double elapsed = now_s() - t0;
+	uint64_t pages = atomic_load(&tot->pages);
+	printf("workers: %u\npages: %llu\nbytes: %llu\nlinks: %llu\nexternal links: %llu\n"
+	       "broken links: %llu\nelapsed: %.3f s\n",
+	       workers, (unsigned long long)pages, (unsigned long long)atomic_load(&tot->bytes),
+	       (unsigned long long)atomic_load(&tot->links),
+	       (unsigned long long)atomic_load(&tot->external),
+	       (unsigned long long)atomic_load(&tot->broken), elapsed);
+	if (atomic_load(&tot->errors))
+		rc = 1;
+	munmap(tot, sizeof(*tot));
 	close(c.rootfd);
 	free(pids);
 	return rc;
@@ -554,5 +1003,7 @@ int main(int argc, char **argv)
 		return cmd_gen(argc, argv);
 	if (argc >= 3 && !strcmp(argv[1], "crawl"))
 		return cmd_crawl(argc, argv);
+	if (argc >= 3 && !strcmp(argv[1], "work"))
+		return cmd_work(argc, argv);
 	return usage();
 }
