@@ -1129,6 +1129,22 @@ static int out_resync(struct bridge *b, struct out_state *s)
 	if (r->type != REDIS_REPLY_NIL && !reply_is_int(r, &last))
 		last = 0;
 	freeReplyObject(r);
+	uint64_t acked = atomic_load(&b->win.w->acked_seq);
+	if ((uint64_t)last < acked) {
+		/* Redis lost entries it had acknowledged (restarted without an
+		 * AOF, or flushed): they are gone. Continue from where we are,
+		 * or the add script would refuse every entry as a gap. */
+		char num[24];
+		snprintf(num, sizeof(num), "%" PRIu64, acked);
+		say("redis lost entries %lld..%" PRIu64 " of this bridge that it had acknowledged"
+		    " (no AOF?); continuing after them",
+		    last + 1, acked);
+		const char *set[] = { "HSET", b->rd.seq_key, s->id, num };
+		if (!(r = cmd(&b->rd, 4, set, NULL)))
+			return -EIO;
+		freeReplyObject(r);
+		last = (long long)acked;
+	}
 	s->ninflight = 0;
 	s->cursor = atomic_load(&b->win.w->head);
 	out_acked(b, s, (uint64_t)last);
