@@ -510,6 +510,10 @@ static int redis_connect(struct redis *rd)
 		redis_drop(rd);
 		return -EIO;
 	}
+	/* Not inherited by a keeper we exec: a connection outliving a killed
+	 * bridge would still take the answer to its blocked XREADGROUP, into
+	 * our consumer's pending list, after the next bridge has read that. */
+	fcntl(rd->c->fd, F_SETFD, FD_CLOEXEC);
 	struct timeval io = { 10, 0 }; /* longer than any BLOCK we send */
 	redisSetTimeout(rd->c, io);
 	int r;
@@ -916,6 +920,10 @@ static int keeper_spawn(struct bridge *b)
 		setsid();
 		pid_t k = fork(); /* not our child: nobody has to reap it */
 		if (k == 0) {
+			/* Nothing of ours but stdio: no Redis socket (see
+			 * redis_connect), no heap fd. */
+			for (int fd = 3; fd < 1024; fd++)
+				close(fd);
 			execl(b->self_path, "shmq-bridge", "keeper", b->win.heap_name, (char *)NULL);
 			_exit(127);
 		}
@@ -1479,33 +1487,44 @@ static bool prod_has(const struct prod *p, uint64_t first, uint64_t last)
 	return false;
 }
 
+/* Record [first, last] as appended. The ranges above p->last stay sorted
+ * and disjoint, neighbours merged, and fold into p->last once the gap below
+ * them fills. Past MAX_EXTRA ranges the lowest is forgotten: a replay of it
+ * would then be delivered again (at least once still holds). */
 static void prod_add(struct prod *p, uint64_t first, uint64_t last)
 {
-	if (first <= p->last + 1) {
-		if (last > p->last)
-			p->last = last;
-	} else {
-		if (p->nextra == MAX_EXTRA) { /* forget the oldest range */
-			memmove(p->extra, p->extra + 1, sizeof(p->extra[0]) * (MAX_EXTRA - 1));
-			p->nextra--;
+	uint64_t r[MAX_EXTRA + 1][2];
+	uint32_t n = 0, i = 0;
+	uint32_t have = p->nextra < MAX_EXTRA ? p->nextra : MAX_EXTRA;
+	for (; i < have && p->extra[i][0] < first; i++)
+		memcpy(r[n++], p->extra[i], sizeof(r[0]));
+	r[n][0] = first, r[n][1] = last, n++;
+	for (; i < have; i++)
+		memcpy(r[n++], p->extra[i], sizeof(r[0]));
+	/* Merge: into last, then neighbours. */
+	uint32_t out = 0;
+	for (i = 0; i < n; i++) {
+		if (r[i][0] <= p->last + 1) {
+			if (r[i][1] > p->last)
+				p->last = r[i][1];
+		} else if (out && r[i][0] <= r[out - 1][1] + 1) {
+			if (r[i][1] > r[out - 1][1])
+				r[out - 1][1] = r[i][1];
+		} else {
+			memcpy(r[out++], r[i], sizeof(r[0]));
 		}
-		p->extra[p->nextra][0] = first;
-		p->extra[p->nextra][1] = last;
-		p->nextra++;
 	}
-	for (bool merged = true; merged;) { /* ranges that now continue last */
-		merged = false;
-		for (uint32_t i = 0; i < p->nextra; i++)
-			if (p->extra[i][0] <= p->last + 1) {
-				if (p->extra[i][1] > p->last)
-					p->last = p->extra[i][1];
-				p->extra[i][0] = p->extra[p->nextra - 1][0];
-				p->extra[i][1] = p->extra[p->nextra - 1][1];
-				p->nextra--;
-				merged = true;
-				break;
-			}
+	/* A range that the new last reaches folds in too (they are sorted). */
+	uint32_t skip = 0;
+	while (skip < out && r[skip][0] <= p->last + 1) {
+		if (r[skip][1] > p->last)
+			p->last = r[skip][1];
+		skip++;
 	}
+	if (out - skip > MAX_EXTRA)
+		skip = out - MAX_EXTRA;
+	p->nextra = out - skip;
+	memcpy(p->extra, r + skip, p->nextra * sizeof(r[0]));
 }
 
 static void ack_push(struct in_state *s, const char *id, size_t len, uint64_t pos)
