@@ -21,6 +21,9 @@
 #   errors         exit statuses: 69 (Redis unreachable, address named), 64
 #                  (usage), 75 (same arguments as a live bridge), 65 (message
 #                  over the local msg_max), missing queue; SIGTERM exits 0.
+#   backpressure   out bridge with --maxlen 20 and nobody reading the stream:
+#                  the stream stays within 20 entries and the producers wait;
+#                  once an in bridge reads, every line arrives in order.
 #   joinable       a coordinator's shmq_join on a JoinableQueue returns only
 #                  after the far side's consumer task_done'd every message
 #                  (tests/bridge_join.c plays both ends).
@@ -235,6 +238,10 @@ start_redis() {
 
 rcli() {
 	timeout 5 redis-cli -p "$redis_port" "$@"
+}
+
+xlen_at_least() { # xlen_at_least STREAM N
+	[ "$(rcli XLEN "$1")" -ge "$2" ]
 }
 
 # --------------------------------------------------------------- queues ----
@@ -647,6 +654,40 @@ joinable)
 	expect_exit "$cons_pid" 30 "the far side's consumer" 0
 	grep -qx "consumed $n" "$tmp/consume.out" || fail "the far side's consumer: $(cat "$tmp/consume.out" "$tmp/consume.log")"
 	echo "ok: join returned after the far side's $n task_done, not before"
+	;;
+backpressure)
+	# --maxlen bounds the stream; with no in bridge reading, the out
+	# bridge's window fills, then the local queue, and the producer waits
+	# (no entry beyond the bound, nothing dropped); once an in bridge reads,
+	# everything arrives in order.
+	src=/$id-src dst=/$id-dst stream=$url/$id-s
+	create "$src" --capacity 256
+	create "$dst"
+	n=200000 # each: more 32-byte records than the 4 MiB window holds
+	start_bridge out out "$src" "$stream" --maxlen 20 --batch 8
+	out_pid=$bpid
+	start_feed "$src" a "$n"
+	feed_a=$fpid
+	start_feed "$src" b "$n"
+	feed_b=$fpid
+	wait_for 20 "the stream to reach its bound" xlen_at_least "$id-s" 20
+	sleep 1.5
+	len=$(rcli XLEN "$id-s")
+	[ "$len" -le 20 ] || fail "the stream holds $len entries past --maxlen 20"
+	alive "$feed_a" || alive "$feed_b" || fail "the producers finished although nothing consumed the stream"
+	depth=$(stat_field "$src" depth)
+	echo "held back: stream $len entries, local queue $depth messages, producer waiting"
+	"$shmq" cat "$dst" >"$tmp/out" 2>"$tmp/cat.log" &
+	cat_pid=$!
+	started+=("$cat_pid")
+	start_bridge in in "$stream" "$dst" --group g --producers 1 --dedup
+	in_pid=$bpid
+	expect_exit "$feed_a" 60 "producer a" 0
+	expect_exit "$feed_b" 60 "producer b" 0
+	expect_exit "$out_pid" 60 "the out bridge" 0
+	expect_exit "$in_pid" 60 "the in bridge" 0
+	expect_exit "$cat_pid" 60 "shmq cat of $dst" 0
+	check_seq "$tmp/out" "$n" 1
 	;;
 *)
 	fail "unknown mode $mode"

@@ -1314,6 +1314,32 @@ static unsigned out_build_call(struct bridge *b, struct out_state *s, const char
 	return entries;
 }
 
+/* The stream is full (--maxlen): wait until the far side has taken
+ * something, polling its length (O(1), no payload) every millisecond: the
+ * far side frees room in bursts, and the next burst of ours should follow
+ * at once. Returns 0; -EIO. */
+static int out_wait_room(struct bridge *b)
+{
+	const char *argv[] = { "XLEN", b->o->stream };
+	for (int64_t next_check = 0; !stop_requested;) {
+		sleep_ms(1);
+		if (now_ns() >= next_check) { /* and the keeper, now and then */
+			if (keeper_check(b) < 0)
+				return 0;
+			next_check = now_ns() + POLL_NS;
+		}
+		redisReply *r = cmd(&b->rd, 2, argv, NULL);
+		if (!r)
+			return -EIO;
+		long long len = 0;
+		bool room = !reply_is_int(r, &len) || (uint64_t)len < b->o->maxlen;
+		freeReplyObject(r);
+		if (room)
+			return 0;
+	}
+	return 0;
+}
+
 /* One round: up to PIPE_CALLS add-script calls pipelined, then their
  * replies. Returns 0; -EIO (connection lost); -EPROTO (Redis refused). */
 static int out_round(struct bridge *b, struct out_state *s, bool *sent_any)
@@ -1347,7 +1373,7 @@ static int out_round(struct bridge *b, struct out_state *s, bool *sent_any)
 	for (unsigned c = 0; c < calls; c++)
 		redisAppendCommandArgv(b->rd.c, argc[c], argv[c], lens[c]);
 	int rc = 0;
-	bool resend = false;
+	bool resend = false, full = false;
 	for (unsigned c = 0; c < calls; c++) {
 		redisReply *r = NULL;
 		if (rc == 0 && redisGetReply(b->rd.c, (void **)&r) != REDIS_OK) {
@@ -1361,6 +1387,8 @@ static int out_round(struct bridge *b, struct out_state *s, bool *sent_any)
 				out_acked(b, s, (uint64_t)last);
 				if (st != 1)
 					resend = true; /* full (0) or gap (-1, after a full) */
+				if (st == 0)
+					full = true;
 			} else if (r->type == REDIS_REPLY_ERROR) {
 				if (!strncmp(r->str, "NOSCRIPT", 8)) {
 					load_script(&b->rd, add_lua, b->rd.add_sha);
@@ -1379,7 +1407,10 @@ static int out_round(struct bridge *b, struct out_state *s, bool *sent_any)
 	if (resend && rc == 0) {
 		s->ninflight = 0;
 		s->cursor = atomic_load(&b->win.w->head);
-		sleep_ms(10); /* a full stream: wait for the far side */
+		if (full && b->o->maxlen)
+			rc = out_wait_room(b);
+		else
+			sleep_ms(10); /* a refused script: do not spin on it */
 	}
 	return rc;
 }
@@ -1787,6 +1818,11 @@ static int in_entries(struct bridge *b, struct in_state *s, const redisReply *en
 	return seen;
 }
 
+/* Read entries and append them. Blocks in Redis (up to 100 ms) only when
+ * every entry read is acknowledged: while the keeper still delivers some,
+ * their acknowledgements must not wait behind a blocked read (with --maxlen
+ * the far side may be waiting for exactly those). Returns 0; -EIO; an exit
+ * status encoded as by in_entries. */
 static int in_read(struct bridge *b, struct in_state *s)
 {
 	char count[16];
@@ -1795,10 +1831,10 @@ static int in_read(struct bridge *b, struct in_state *s)
 			       "BLOCK", "100", "STREAMS", b->o->stream,
 			       s->reading_pending ? s->pending_from : ">" };
 	int argc = 11;
-	if (s->reading_pending) { /* no BLOCK for the pending list */
+	if (s->reading_pending || s->nacks) { /* no BLOCK */
 		argv[6] = "STREAMS";
 		argv[7] = b->o->stream;
-		argv[8] = s->pending_from;
+		argv[8] = argv[10];
 		argc = 9;
 	}
 	redisReply *r = cmd(&b->rd, argc, argv, NULL);
@@ -1820,6 +1856,8 @@ static int in_read(struct bridge *b, struct in_state *s)
 	freeReplyObject(r);
 	if (s->reading_pending && seen == 0)
 		s->reading_pending = false;
+	else if (seen == 0 && s->nacks)
+		bell_wait(b->win.to_bridge, POLL_NS / 5); /* the keeper's next put */
 	return seen < 0 ? seen : 0;
 }
 
