@@ -151,6 +151,7 @@ struct win {
 	_Atomic uint64_t done_credit; /* out bridge: done reported from afar */
 	_Atomic uint64_t done_applied; /* out keeper: task_done calls made */
 	_Atomic uint64_t report_gen;  /* in keeper: bumped after done[] */
+	_Atomic uint64_t redis_client; /* bridge: its connection's CLIENT ID */
 	_Atomic uint32_t ends_seen;   /* in keeper: END records delivered */
 	uint32_t nprod;               /* in bridge: used prod[] entries */
 	/* in bridge: a prod[] change in flight. Written before the records it
@@ -423,7 +424,8 @@ struct redis {
  * bridge id -> last sequence). ARGV: id, epoch, maxlen, then per entry
  * first, count, end (0/1), data. An entry wholly at or below the last
  * sequence is a resend: skipped. One that leaves a gap is refused with the
- * rest (cannot happen from one live sender; it keeps order if it does). With
+ * rest (a call sent by a dead connection may still land after a restarted
+ * bridge's resync; the refused call is resent, cut where Redis now is). With
  * maxlen > 0, an entry is added only while the stream is shorter: the full
  * stream pushes back. Returns {status, last}: 1 all taken, 0 stream full,
  * -1 gap; last is the sequence Redis now holds. Atomic: Lua. */
@@ -1077,6 +1079,34 @@ static void window_finish(struct bridge *b)
 	shmq_unlink(b->win.heap_name);
 }
 
+/* A connection of a bridge that died (or that we dropped) may still have a
+ * command on its way into Redis: an XREADGROUP answered after we re-read our
+ * pending list would hide its entries there. Close it in Redis before
+ * anything else, and note ours for the next bridge. Returns 0; -EIO. */
+static int take_over_connection(struct bridge *b)
+{
+	struct win *w = b->win.w;
+	const char *id_argv[] = { "CLIENT", "ID" };
+	redisReply *r = cmd(&b->rd, 2, id_argv, NULL);
+	if (!r)
+		return -EIO;
+	long long self = 0;
+	bool ok = reply_is_int(r, &self);
+	freeReplyObject(r);
+	uint64_t old = atomic_load(&w->redis_client);
+	if (old && (!ok || (uint64_t)self != old)) {
+		char num[24];
+		snprintf(num, sizeof(num), "%" PRIu64, old);
+		const char *kill_argv[] = { "CLIENT", "KILL", "ID", num };
+		if (!(r = cmd(&b->rd, 4, kill_argv, NULL)))
+			return -EIO;
+		freeReplyObject(r); /* an error: it is gone already */
+	}
+	if (ok)
+		atomic_store(&w->redis_client, (uint64_t)self);
+	return 0;
+}
+
 /* ---------------------------------------------------------- out bridge -- */
 
 struct sent { /* an entry in flight, oldest first */
@@ -1422,8 +1452,8 @@ static int bridge_out(struct bridge *b)
 	hex64(w->id, s.id);
 	snprintf(s.epoch, sizeof(s.epoch), "%" PRIu64, atomic_load(&w->epoch));
 	snprintf(s.done_last_id, sizeof(s.done_last_id), "0-0");
-	if (out_resync(b, &s) < 0 && redis_reconnect(&b->rd) < 0)
-		return EX_UNAVAILABLE;
+	if (take_over_connection(b) < 0 || out_resync(b, &s) < 0)
+		redis_drop(&b->rd); /* reconnects below */
 	for (;;) {
 		if (!redis_ok(&b->rd)) {
 			int r = redis_reconnect(&b->rd);
@@ -1431,14 +1461,19 @@ static int bridge_out(struct bridge *b)
 				break;
 			if (r < 0)
 				return EX_PROTOCOL;
-			if (out_resync(b, &s) < 0)
-				continue;
+			if (take_over_connection(b) < 0 || out_resync(b, &s) < 0)
+				redis_drop(&b->rd);
+			continue;
 		}
 		if (keeper_check(b) < 0)
 			return EX_SOFTWARE;
 		out_poll_done(b, &s);
-		uint32_t st = atomic_load(&w->state);
-		if (s.end_acked && atomic_load(&w->head) == atomic_load(&w->tail)) {
+		uint32_t st = atomic_load(&w->state); /* before head and tail */
+		/* Redis has the END: we saw it acknowledged, or a bridge before us
+		 * did (W_EOD: the keeper wrote END; head == tail: Redis holds
+		 * every record, END the last). */
+		if ((s.end_acked || (st & W_EOD)) &&
+		    atomic_load(&w->head) == atomic_load(&w->tail)) {
 			if (!b->joinable || atomic_load(&w->done_applied) >= atomic_load(&w->msgs))
 				break;
 			bell_wait(b->win.to_bridge, POLL_NS);
@@ -1745,7 +1780,8 @@ static int in_entry(struct bridge *b, struct in_state *s, const redisReply *e)
 	}
 	struct prod p = (uint32_t)idx < w->nprod ? w->prod[idx] : (struct prod){ .id = ef.p };
 	uint64_t last = ef.s + ef.n - 1;
-	bool dup = ef.end ? p.ended : (b->o->dedup && prod_has(&p, ef.s, last));
+	/* Everything of a producer comes before its END: after it, a replay. */
+	bool dup = p.ended || (b->o->dedup && prod_has(&p, ef.s, last));
 	if (dup || (ef.end && s->ended >= b->o->producers && b->o->producers)) {
 		ack_push(s, id, idlen, atomic_load(&w->tail));
 		return 0;
@@ -1915,6 +1951,8 @@ static int bridge_in(struct bridge *b)
 	for (uint32_t i = 0; i < w->nprod; i++)
 		if (w->prod[i].ended)
 			s.ended++;
+	if (take_over_connection(b) < 0)
+		redis_drop(&b->rd); /* reconnects below */
 	int rc = 0;
 	for (;;) {
 		if (!redis_ok(&b->rd)) {
@@ -1930,6 +1968,9 @@ static int bridge_in(struct bridge *b)
 			strcpy(s.pending_from, "0");
 			s.sent_gen = 0;
 			memset(s.sent_done, 0xff, sizeof(s.sent_done));
+			if (take_over_connection(b) < 0)
+				redis_drop(&b->rd);
+			continue;
 		}
 		if (keeper_check(b) < 0)
 			return EX_SOFTWARE;
@@ -1942,14 +1983,16 @@ static int bridge_in(struct bridge *b)
 			redis_drop(&b->rd);
 			continue;
 		}
-		if (st & W_EOD) { /* the keeper delivered the last END: done */
+		/* Our pending list first, even at the end: a bridge killed after
+		 * appending the last END left entries unacknowledged. */
+		if ((st & W_EOD) && !s.reading_pending) { /* the last END is delivered */
 			if (s.nacks == 0)
 				break;
 			bell_wait(b->win.to_bridge, POLL_NS);
 			continue;
 		}
 		bool all_ended = b->o->producers && s.ended >= b->o->producers;
-		if (stop_requested || all_ended) {
+		if (stop_requested || (all_ended && !s.reading_pending)) {
 			/* Read no more; let the keeper deliver what is here. */
 			if (stop_requested && atomic_load(&w->head) == atomic_load(&w->tail) &&
 			    s.nacks == 0)

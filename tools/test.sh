@@ -10,7 +10,7 @@
 #                         built with ASan+UBSan (the runtime preloaded)
 #   drd      build/       tests/threads under valgrind's DRD (tests/drd.supp)
 #   fuzz     build-fuzz/  90 s of fuzzing (clang), tests/fuzz: 22 s for each of 4 targets
-#   model    (temp dirs)  Spin verification of tests/model/{ring,sync,epoch,chan}.pml
+#   model    (temp dirs)  Spin verification of tests/model/{ring,sync,epoch,chan,bridge}.pml
 # In CI (CI=true) warnings are errors. Usage: tools/test.sh [step]...
 # (default: every step). tests/torture/README.md has the long modes.
 # Ends with 'total: N passed, N failed' and fails if anything failed.
@@ -171,7 +171,7 @@ run_fuzz() {
 # checked. A counterexample's trail is kept (the path is printed).
 run_model() {
 	local name
-	for name in ring sync epoch chan; do
+	for name in ring sync epoch chan bridge; do
 		check_model "$name"
 	done
 }
