@@ -661,7 +661,7 @@ backpressure)
 	# (no entry beyond the bound, nothing dropped); once an in bridge reads,
 	# everything arrives in order.
 	src=/$id-src dst=/$id-dst stream=$url/$id-s
-	create "$src" --capacity 256
+	create "$src" --capacity 256 --msg-max 64 # a window filled with messages smaller than a keeper slot
 	create "$dst"
 	n=200000 # each: more 32-byte records than the 4 MiB window holds
 	start_bridge out out "$src" "$stream" --maxlen 20 --batch 8

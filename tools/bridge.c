@@ -655,7 +655,10 @@ static int keeper_out(struct keeper *k)
 	size_t msg_max = shmq_msg_max(k->q);
 	/* Burst gets into small buffers; a message that does not fit one
 	 * (-EMSGSIZE: it stays queued) is got alone into a big one. */
-	char *small = malloc(KEEPER_BURST * KEEPER_SMALL), *big = malloc(msg_max + 1);
+	size_t slot = msg_max < KEEPER_SMALL ? msg_max : KEEPER_SMALL; /* >= 1 */
+	if (slot == 0)
+		slot = 1;
+	char *small = malloc(KEEPER_BURST * slot), *big = malloc(msg_max + 1);
 	struct iovec iov[KEEPER_BURST];
 	if (!small || !big) {
 		free(small);
@@ -686,17 +689,19 @@ static int keeper_out(struct keeper *k)
 			continue;
 		}
 		uint64_t head = atomic_load_explicit(&w->head, memory_order_acquire);
-		/* Room for the records, one WRAP (at most a record) and the END. */
+		/* Room for the records, one WRAP (less than a record) and the
+		 * END; a message that fits no slot comes alone, so room for two
+		 * of the largest (it and its WRAP) and the END is always kept. */
 		uint64_t room = w->cap - (tail - head), reserve = rec_size(msg_max) + rec_size(0);
 		if (room < reserve + rec_size(msg_max)) {
 			bell_wait(k->win.to_keeper, POLL_NS);
 			continue;
 		}
-		uint64_t n = (room - reserve) / rec_size(KEEPER_SMALL);
+		uint64_t n = (room - reserve) / rec_size(slot); /* >= 1 */
 		if (n > KEEPER_BURST)
 			n = KEEPER_BURST;
 		for (unsigned i = 0; i < n; i++)
-			iov[i] = (struct iovec){ small + i * KEEPER_SMALL, KEEPER_SMALL };
+			iov[i] = (struct iovec){ small + i * slot, slot };
 		int got = shmq_get_burst(k->q, iov, (unsigned)n, POLL_NS);
 		if (got == -EMSGSIZE) {
 			ssize_t len = shmq_get(k->q, big, msg_max, 0);
