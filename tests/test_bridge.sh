@@ -402,7 +402,14 @@ finish_transfer() { # finish_transfer STRICT
 	expect_exit "$in_pid" 60 "the in bridge" 0
 	expect_exit "$cat_pid" 30 "shmq cat of $dst (end of data after the in bridge's end)" 0
 	check_seq "$tmp/out" "$n" "$1"
-	echo "stream entries left: $(rcli xlen "${stream##*/}" 2>&1)"
+	# Every entry acknowledged and gone from the stream (the ack script
+	# trims what the group is done with).
+	local left pending
+	left=$(rcli XLEN "${stream##*/}")
+	pending=$(rcli XPENDING "${stream##*/}" g | head -n 1)
+	[ "$left" = 0 ] && [ "$pending" = 0 ] ||
+		fail "after the transfer the stream holds $left entries, $pending pending"
+	echo "stream empty, nothing pending"
 }
 
 # kill_loop out|in KILLS: SIGKILL that bridge KILLS times at random moments
