@@ -4,7 +4,9 @@
  * shared dict and list against LMDB, a robust-mutex hash table and
  * multiprocessing's Manager, and (--cases csp, bench/csp.c) its CSP channels
  * and alternation against a pipe(2) rendezvous and Go-style channels built
- * from a process-shared mutex and condvars.
+ * from a process-shared mutex and condvars, and (--cases bridge,
+ * bench/bridge.c) a queue carried over Redis by shmq-bridge against
+ * pipelined XADD from hiredis and a ZeroMQ TCP forwarder.
  *
  * Every system runs in fresh processes on a shared start barrier; systems are
  * compared only inside one run and interleaved: each repetition runs every
@@ -16,6 +18,7 @@
 #include "sync.h"
 #include "dict.h"
 #include "csp.h"
+#include "bridge.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -71,7 +74,7 @@ static struct {
 	double rate;
 	const char *json, *plot;
 	bool no_lat, no_pp, no_tput, no_join, no_pipe, no_pipe_pp, no_sync, no_dict, no_list,
-	     no_csp;
+	     no_csp, no_bridge;
 	bool verbose;
 } opt;
 
@@ -86,7 +89,9 @@ static void usage(FILE *f)
 		"                    20 s); the dict cases at 2 processes (90/10 8 B also at 1 and\n"
 		"                    4) and the list cases (all their systems, about 50 s); the\n"
 		"                    csp cases at 8 B (rendezvous throughput also 1 KiB; all\n"
-		"                    their systems, about 15 s)\n"
+		"                    their systems, about 15 s); the bridge cases (all their\n"
+		"                    systems, shorter runs, about 15 s; skipped without\n"
+		"                    redis-server or shmq-bridge)\n"
 		"  --full            everything (the default)\n"
 		"  -p P -c C         one producer x consumer shape (repeatable: -p 2 -c 2 -p 1 -c 4)\n"
 		"  -s SIZES          message sizes, comma separated (8,64,1K,64K); JoinableQueue\n"
@@ -99,17 +104,23 @@ static void usage(FILE *f)
 		"  -b N              burst size of the batch modes (default 32)\n"
 		"  --rate R          offered load of the paced latency cases, msgs/s (default 10000)\n"
 		"  --no-latency, --no-pingpong, --no-throughput, --no-join, --no-pipe (one way and\n"
-		"                    ping-pong), --no-sync, --no-dict (dict and list), --no-csp\n"
+		"                    ping-pong), --no-sync, --no-dict (dict and list), --no-csp,\n"
+		"                    --no-bridge\n"
 		"  --cases LIST      only these kinds: throughput,latency,pingpong,join,pipe,\n"
-		"                    pipe-pingpong,sync,dict,list,csp (sync: Lock, Semaphore, Barrier,\n"
-		"                    Event against pthread, sem_t and multiprocessing; dict: get/set\n"
-		"                    on 100,000 16-byte keys, 8 B and 1 KiB values, gets only, 90/10,\n"
-		"                    50/50, 1 2 4 processes; list: append + pop, 1 2 4 processes;\n"
-		"                    against LMDB, a robust-mutex hash table and mp.Manager; csp:\n"
-		"                    channel round trip, rendezvous and buffered throughput,\n"
-		"                    alternation over 8 channels, against a pipe(2) rendezvous and\n"
-		"                    Go-style channels (mutex + condvars in shared memory); -p/-c/-s\n"
-		"                    do not apply to them)\n"
+		"                    pipe-pingpong,sync,dict,list,csp,bridge (sync: Lock, Semaphore,\n"
+		"                    Barrier, Event against pthread, sem_t and multiprocessing; dict:\n"
+		"                    get/set on 100,000 16-byte keys, 8 B and 1 KiB values, gets only,\n"
+		"                    90/10, 50/50, 1 2 4 processes; list: append + pop, 1 2 4\n"
+		"                    processes; against LMDB, a robust-mutex hash table and\n"
+		"                    mp.Manager; csp: channel round trip, rendezvous and buffered\n"
+		"                    throughput, alternation over 8 channels, against a pipe(2)\n"
+		"                    rendezvous and Go-style channels (mutex + condvars in shared\n"
+		"                    memory); bridge: queue -> shmq-bridge -> Redis -> shmq-bridge\n"
+		"                    -> queue, 64 B and 1 KiB, throughput and paced one-way latency,\n"
+		"                    against pipelined XADD (the Redis ceiling) and a ZeroMQ\n"
+		"                    PUSH/PULL forwarder over TCP, on a redis-server the bench\n"
+		"                    starts ($SHMQ_BRIDGE: the bridge program; default\n"
+		"                    tools/shmq-bridge of this build); -p/-c/-s do not apply to them)\n"
 		"  --json FILE       write every sample as JSON\n"
 		"  --plot FILE.png   throughput and latency plots (gnuplot)\n"
 		"  --mp-script PATH  bench/mp_peers.py\n"
@@ -148,7 +159,8 @@ static int parse_cases(const char *list)
 		      { "pingpong", &opt.no_pp },	  { "join", &opt.no_join },
 		      { "pipe", &opt.no_pipe },	  { "pipe-pingpong", &opt.no_pipe_pp },
 		      { "sync", &opt.no_sync },	  { "dict", &opt.no_dict },
-		      { "list", &opt.no_list },	  { "csp", &opt.no_csp } };
+		      { "list", &opt.no_list },	  { "csp", &opt.no_csp },
+		      { "bridge", &opt.no_bridge } };
 	size_t nk = sizeof(kinds) / sizeof(kinds[0]);
 	for (size_t k = 0; k < nk; k++)
 		*kinds[k].off = true;
@@ -159,7 +171,8 @@ static int parse_cases(const char *list)
 			k++;
 		if (k == nk) {
 			fprintf(stderr, "shmq-bench: --cases: unknown kind '%.*s' (throughput, latency, "
-					"pingpong, join, pipe, pipe-pingpong, sync, dict, list, csp)\n", (int)l, s);
+					"pingpong, join, pipe, pipe-pingpong, sync, dict, list, csp, "
+					"bridge)\n", (int)l, s);
 			return -1;
 		}
 		*kinds[k].off = false;
@@ -881,6 +894,8 @@ static void write_json(const char *path)
 	sync_json(f, ncases == 0);
 	dict_json(f, ncases == 0 && sync_ncases() == 0);
 	csp_json(f, ncases == 0 && sync_ncases() == 0 && dict_total_runs() == 0);
+	bridge_json(f, ncases == 0 && sync_ncases() == 0 && dict_total_runs() == 0 &&
+			       csp_ncases() == 0);
 	fprintf(f, "],\n\"targets\":[");
 	for (int i = 0; i < ntargets; i++) {
 		fprintf(f, "%s\n{\"target\":", i ? "," : "");
@@ -1088,7 +1103,7 @@ int main(int argc, char **argv)
 {
 	enum { O_QUICK = 256, O_FULL, O_JSON, O_PLOT, O_RATE, O_NOLAT, O_NOPP, O_NOTPUT, O_MP, O_LIST,
 	       O_NOJOIN, O_NOPIPE, O_CASES, O_PIPESIZES, O_NOSYNC, O_MPSYNC, O_NODICT, O_MPDICT,
-	       O_DICTKEYS, O_NOCSP };
+	       O_DICTKEYS, O_NOCSP, O_NOBRIDGE };
 	static const struct option lo[] = {
 		{ "quick", no_argument, 0, O_QUICK },	   { "full", no_argument, 0, O_FULL },
 		{ "json", required_argument, 0, O_JSON },  { "plot", required_argument, 0, O_PLOT },
@@ -1104,6 +1119,7 @@ int main(int argc, char **argv)
 		{ "mp-dict-script", required_argument, 0, O_MPDICT },
 		{ "dict-keys", required_argument, 0, O_DICTKEYS },
 		{ "no-csp", no_argument, 0, O_NOCSP },
+		{ "no-bridge", no_argument, 0, O_NOBRIDGE },
 		{ "help", no_argument, 0, 'h' },	   { 0, 0, 0, 0 }
 	};
 	int r_opt = 0, np = 0;
@@ -1224,6 +1240,9 @@ int main(int argc, char **argv)
 		case O_NOCSP:
 			opt.no_csp = true;
 			break;
+		case O_NOBRIDGE:
+			opt.no_bridge = true;
+			break;
 		case O_LIST:
 			for (int i = 0; bench_peers[i]; i++)
 				printf("%-18s %-22s%s%s%s\n", bench_peers[i]->name, bench_peers[i]->label,
@@ -1247,6 +1266,7 @@ int main(int argc, char **argv)
 				if (!(csp_peers[i]->flags & CP_SHMQ))
 					printf("%-18s %-22s%s\n", csp_peers[i]->name, csp_peers[i]->label,
 					       csp_peers[i]->flags & CP_REF ? " [reference]" : "");
+			bridge_list();
 			return 0;
 		case 'h':
 			usage(stdout);
@@ -1303,7 +1323,13 @@ int main(int argc, char **argv)
 			 opt.dict_keys);
 	if (!opt.no_csp)
 		csp_build_cases(opt.quick, opt.secs, reps, opt.systems);
-	int total = sync_total_runs() + dict_total_runs() + csp_total_runs(), done = 0;
+	if (!opt.no_bridge) {
+		bridge_build_cases(opt.quick, opt.secs, reps, opt.max_msgs, opt.systems);
+		if (bridge_skipped())
+			printf("skipped: %s\n", bridge_skipped());
+	}
+	int total = sync_total_runs() + dict_total_runs() + csp_total_runs() +
+		    bridge_total_runs(), done = 0;
 	for (int k = 0; k < ncases; k++)
 		total += cases[k].nsys * reps;
 	bool tty = isatty(2);
@@ -1332,6 +1358,7 @@ int main(int argc, char **argv)
 		sync_run_rep(r, tty, opt.verbose, &done, total);
 		dict_run_rep(r, tty, opt.verbose, &done, total);
 		csp_run_rep(r, tty, opt.verbose, &done, total);
+		bridge_run_rep(r, tty, opt.verbose, &done, total);
 	}
 	if (tty)
 		fprintf(stderr, "\r%-60s\r", "");
@@ -1340,10 +1367,12 @@ int main(int argc, char **argv)
 	sync_print();
 	dict_print();
 	csp_print();
+	bridge_print();
 	build_targets();
 	sync_targets();
 	dict_targets();
 	csp_targets();
+	bridge_targets();
 	print_targets();
 	if (opt.json)
 		write_json(opt.json);
