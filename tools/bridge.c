@@ -23,7 +23,7 @@
  *        (below) drops what Redis already holds, by sequence.
  *   in:  bridge reads entries (XREADGROUP), appends records, publishes tail;
  *        keeper puts records into the queue, advances head. The bridge
- *        XACKs (and XDELs) an entry once head has passed it: the entry is in
+ *        XACKs an entry (and trims it away) once head has passed it: the entry is in
  *        the local queue. A restarted bridge re-reads its pending entries;
  *        with --dedup the producer table in the window (updated with an
  *        intent record, see in_commit) drops those already appended.
@@ -1637,7 +1637,7 @@ static void ack_push(struct in_state *s, const char *id, size_t len, uint64_t po
 	p->pos = pos;
 }
 
-/* Acknowledge (XACK + XDEL) the entries the keeper has put. */
+/* Acknowledge (XACK, then trim) the entries the keeper has put. */
 static int in_send_acks(struct bridge *b, struct in_state *s)
 {
 	uint64_t head = atomic_load_explicit(&b->win.w->head, memory_order_acquire);
