@@ -1,6 +1,6 @@
 /* shmq-bench: the bridge cases (--cases bridge).
  *
- * A local shmq queue carried over Redis by shmq-bridge (tools/bridge.c):
+ * A local shmq queue carried over Redis by shmq-bridge (tools/bridge/):
  *
  *   producer -> /src -> shmq-bridge out -> Redis stream -> shmq-bridge in -> /dst -> consumer
  *

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Redis bridge (tools/bridge.c, `shmq-bridge`) across real processes and a
+# The Redis bridge (tools/bridge/, `shmq-bridge`) across real processes and a
 # real redis-server that this script starts on a free port of 127.0.0.1 (own
 # directory, AOF with appendfsync always). One mode per run:
 #   transfer       2 producers x 500000 lines: local queue -> out bridge ->

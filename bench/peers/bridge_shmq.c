@@ -1,5 +1,5 @@
 /* The bridge cases' baseline: two named shmq queues joined over Redis by two
- * shmq-bridge processes (tools/bridge.c), as a user would run them:
+ * shmq-bridge processes (tools/bridge/), as a user would run them:
  *
  *   shmq-bridge out /src redis://127.0.0.1:PORT/STREAM
  *   shmq-bridge in  redis://127.0.0.1:PORT/STREAM /dst --group g --producers 1

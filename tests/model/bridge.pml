@@ -1,5 +1,5 @@
 /* Promela model of the crash-safety protocol of shmq's Redis bridge
- * (tools/bridge.c: the out and in windows, the add and ack scripts, what a
+ * (tools/bridge/: the out and in windows, the add and ack scripts, what a
  * restarted bridge does), end to end: N messages of a local queue carried
  * over a Redis stream into another local queue.
  *
@@ -78,7 +78,7 @@
  *     bridges finished is an invalid end state: a bridge that waits for
  *     good (a bell_wait whose condition never comes).
  *
- * Three defects the model found are fixed in bridge.c, and their fixes are
+ * Three defects the model found are fixed in tools/bridge/, and their fixes are
  * the model's default; -DBUG_OUT_END, -DBUG_IN_PENDING, -DBUG_LATE_READ put
  * each back (the search then fails):
  *   OUT_END     a restarted out bridge whose head had passed the END
@@ -106,7 +106,7 @@
  * in side waiting for good; an entry of messages so hidden is skipped (the
  * next one is appended after a gap: prod_add's assertion here; the C table
  * keeps it as an extra range, and those messages are lost). The fix
- * (take_over_connection in bridge.c): a bridge that reconnects or restarts
+ * (take_over_connection in tools/bridge/redis.c): a bridge that reconnects or restarts
  * first closes its previous connection in Redis (CLIENT KILL ID, the id
  * kept in the window), then reads its PEL.
  * More -D switches that put a bug in, each making the search fail:
@@ -154,7 +154,7 @@
  * none is expected: every busy path is bounded by the budgets).
  */
 
-/* bridge.c as it is: the fixes on unless a BUG_ switch takes one out. */
+/* tools/bridge/ as it is: the fixes on unless a BUG_ switch takes one out. */
 #ifndef BUG_OUT_END
 #define FIX_OUT_END
 #endif
