@@ -311,9 +311,7 @@ static int in_entry(struct bridge *b, struct in_state *s, const redisReply *e)
 	prod_add(&p, ef.s, last);
 	if (ef.end)
 		p.ended = 1;
-	uint64_t head = atomic_load_explicit(&w->head, memory_order_acquire);
-	uint64_t tail = atomic_load(&w->tail), t = tail;
-	(void)head;
+	uint64_t t = atomic_load(&w->tail);
 	if (ef.end) {
 		win_put(w, &t, REC_END, (uint16_t)idx, ef.s, NULL, 0);
 	} else {

@@ -10,8 +10,9 @@ struct sent { /* an entry in flight, oldest first */
 
 struct out_state {
 	char id[17], epoch[24];
-	char *pack;        /* packed data of the entries of one call */
-	size_t pack_cap;
+	char *pack[PIPE_CALLS]; /* packed data of the entries of each call */
+	size_t pack_cap[PIPE_CALLS];
+	char maxlen[24];   /* --maxlen, as the add script takes it */
 	struct sent inflight[PIPE_CALLS * PIPE_ENTRIES];
 	unsigned ninflight;
 	uint64_t cursor;   /* next record to send */
@@ -152,13 +153,13 @@ static void out_poll_done(struct bridge *b, struct out_state *s)
 /* Pack the records from s->cursor into up to PIPE_ENTRIES entries of one
  * add-script call: argv/lens get the call. Returns the number of entries
  * (0: nothing to send). */
-static unsigned out_build_call(struct bridge *b, struct out_state *s, const char **argv,
-			       size_t *lens, int *argc, char numbuf[][24])
+static unsigned out_build_call(struct bridge *b, struct out_state *s, unsigned call,
+			       const char **argv, size_t *lens, int *argc, char numbuf[][24])
 {
 	struct win *w = b->win.w;
 	uint64_t tail = atomic_load_explicit(&w->tail, memory_order_acquire);
-	static char maxlen[24];
-	snprintf(maxlen, sizeof(maxlen), "%" PRIu64, b->o->maxlen);
+	char **pack = &s->pack[call];
+	size_t *pack_cap = &s->pack_cap[call];
 	int a = 0;
 	argv[a] = "EVALSHA", lens[a++] = 7;
 	argv[a] = b->rd.add_sha, lens[a++] = 40;
@@ -167,11 +168,11 @@ static unsigned out_build_call(struct bridge *b, struct out_state *s, const char
 	argv[a] = b->rd.seq_key, lens[a++] = strlen(b->rd.seq_key);
 	argv[a] = s->id, lens[a++] = 16;
 	argv[a] = s->epoch, lens[a++] = strlen(s->epoch);
-	argv[a] = maxlen, lens[a++] = strlen(maxlen);
+	argv[a] = s->maxlen, lens[a++] = strlen(s->maxlen);
 	size_t used = 0;
 	unsigned entries = 0;
 	uint64_t pos = s->cursor, next;
-	/* Offsets into s->pack of each entry, to point argv at once the buffer
+	/* Offsets into *pack of each entry, to point argv at once the buffer
 	 * stops moving. */
 	size_t starts[PIPE_ENTRIES], ends[PIPE_ENTRIES];
 	int data_arg[PIPE_ENTRIES];
@@ -197,17 +198,17 @@ static unsigned out_build_call(struct bridge *b, struct out_state *s, const char
 			}
 			if (n > 0 && used - starts[entries] + 4 + r->len > ENTRY_BYTES)
 				break;
-			if (used + 4 + r->len > s->pack_cap) {
+			if (used + 4 + r->len > *pack_cap) {
 				size_t cap = (used + 4 + r->len) * 2;
-				char *p = realloc(s->pack, cap);
+				char *p = realloc(*pack, cap);
 				if (!p)
 					break;
-				s->pack = p;
-				s->pack_cap = cap;
+				*pack = p;
+				*pack_cap = cap;
 			}
 			uint32_t le = r->len; /* little-endian hosts only: see meson */
-			memcpy(s->pack + used, &le, 4);
-			memcpy(s->pack + used + 4, r + 1, r->len);
+			memcpy(*pack + used, &le, 4);
+			memcpy(*pack + used + 4, r + 1, r->len);
 			used += 4 + r->len;
 			n++;
 			pos = next;
@@ -230,7 +231,7 @@ static unsigned out_build_call(struct bridge *b, struct out_state *s, const char
 			break;
 	}
 	for (unsigned e = 0; e < entries; e++) {
-		argv[data_arg[e]] = s->pack + starts[e];
+		argv[data_arg[e]] = *pack + starts[e];
 		lens[data_arg[e]] = ends[e] - starts[e];
 	}
 	s->cursor = pos;
@@ -274,23 +275,11 @@ static int out_round(struct bridge *b, struct out_state *s, bool *sent_any)
 	char nums[PIPE_CALLS][2 * PIPE_ENTRIES][24];
 	int argc[PIPE_CALLS];
 	unsigned calls = 0;
-	/* Build every call first: s->pack must not move once argv points in. */
-	size_t mark = 0;
-	(void)mark;
-	for (; calls < PIPE_CALLS; calls++) {
-		/* Each call packs into its own region: offset the buffer. */
-		if (!out_build_call(b, s, argv[calls], lens[calls], &argc[calls], nums[calls]))
+	/* Each call packs into a buffer of its own, which stays put until its
+	 * reply is read. */
+	for (; calls < PIPE_CALLS; calls++)
+		if (!out_build_call(b, s, calls, argv[calls], lens[calls], &argc[calls], nums[calls]))
 			break;
-		/* Freeze this call's data by copying it out of s->pack. */
-		int a = argc[calls];
-		for (int i = 8; i < a; i += 4) {
-			char *copy = malloc(lens[calls][i + 3] + 1);
-			if (!copy)
-				return -ENOMEM;
-			memcpy(copy, argv[calls][i + 3], lens[calls][i + 3]);
-			argv[calls][i + 3] = copy;
-		}
-	}
 	*sent_any = calls > 0;
 	if (!calls)
 		return 0;
@@ -325,8 +314,6 @@ static int out_round(struct bridge *b, struct out_state *s, bool *sent_any)
 			}
 			freeReplyObject(r);
 		}
-		for (int i = 8; i < argc[c]; i += 4)
-			free((void *)argv[c][i + 3]);
 	}
 	if (resend && rc == 0) {
 		s->ninflight = 0;
@@ -346,6 +333,7 @@ int bridge_out(struct bridge *b)
 	hex64(w->id, s.id);
 	snprintf(s.epoch, sizeof(s.epoch), "%" PRIu64, atomic_load(&w->epoch));
 	snprintf(s.done_last_id, sizeof(s.done_last_id), "0-0");
+	snprintf(s.maxlen, sizeof(s.maxlen), "%" PRIu64, b->o->maxlen);
 	if (take_over_connection(b) < 0 || out_resync(b, &s) < 0)
 		redis_drop(&b->rd); /* reconnects below */
 	for (;;) {
@@ -391,7 +379,8 @@ int bridge_out(struct bridge *b)
 			bell_wait(b->win.to_bridge, POLL_NS);
 		}
 	}
-	free(s.pack);
+	for (unsigned c = 0; c < PIPE_CALLS; c++)
+		free(s.pack[c]);
 	window_finish(b);
 	return 0;
 }
