@@ -259,6 +259,7 @@ void hex64(uint64_t v, char out[17]);
 bool parse_hex64(const char *s, size_t len, uint64_t *out);
 bool parse_u64(const char *s, size_t len, uint64_t *out);
 int take_over_connection(struct bridge *b);
+int bridge_reconnect(struct bridge *b);
 
 /* keeper.c, out.c, in.c: the three programs (each returns an exit status). */
 int keeper_main(const char *heap_name);

@@ -455,10 +455,10 @@ int bridge_in(struct bridge *b)
 	int rc = 0;
 	for (;;) {
 		if (!redis_ok(&b->rd)) {
-			int r = redis_reconnect(&b->rd);
+			int r = bridge_reconnect(b);
 			if (r == -ECANCELED)
 				break;
-			if (r < 0)
+			if (r == -EPROTO)
 				return EX_PROTOCOL;
 			/* A reply lost with the connection left entries pending
 			 * that we never saw: read them (in_entry skips those we
@@ -467,8 +467,6 @@ int bridge_in(struct bridge *b)
 			strcpy(s.pending_from, "0");
 			s.sent_gen = 0;
 			memset(s.sent_done, 0xff, sizeof(s.sent_done));
-			if (take_over_connection(b) < 0)
-				redis_drop(&b->rd);
 			continue;
 		}
 		if (keeper_check(b) < 0)

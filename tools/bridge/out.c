@@ -338,12 +338,12 @@ int bridge_out(struct bridge *b)
 		redis_drop(&b->rd); /* reconnects below */
 	for (;;) {
 		if (!redis_ok(&b->rd)) {
-			int r = redis_reconnect(&b->rd);
+			int r = bridge_reconnect(b);
 			if (r == -ECANCELED)
 				break;
-			if (r < 0)
+			if (r == -EPROTO)
 				return EX_PROTOCOL;
-			if (take_over_connection(b) < 0 || out_resync(b, &s) < 0)
+			if (r == 0 && out_resync(b, &s) < 0)
 				redis_drop(&b->rd);
 			continue;
 		}

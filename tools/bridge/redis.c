@@ -239,3 +239,18 @@ int take_over_connection(struct bridge *b)
 		atomic_store(&w->redis_client, (uint64_t)self);
 	return 0;
 }
+
+/* Reconnect, backing off, and take over from the connection we lost.
+ * Returns 0 connected; -EAGAIN lost again at once (call again); -ECANCELED
+ * stopping; -EPROTO Redis refused to set up. */
+int bridge_reconnect(struct bridge *b)
+{
+	int r = redis_reconnect(&b->rd);
+	if (r < 0)
+		return r;
+	if (take_over_connection(b) < 0) {
+		redis_drop(&b->rd);
+		return -EAGAIN;
+	}
+	return 0;
+}
