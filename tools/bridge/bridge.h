@@ -23,10 +23,14 @@
  *        (below) drops what Redis already holds, by sequence.
  *   in:  bridge reads entries (XREADGROUP), appends records, publishes tail;
  *        keeper puts records into the queue, advances head. The bridge
- *        XACKs an entry (and trims it away) once head has passed it: the entry is in
- *        the local queue. A restarted bridge re-reads its pending entries;
- *        with --dedup the producer table in the window (updated with an
- *        intent record, see in_commit) drops those already appended.
+ *        XACKs an entry (and trims it away) once head has passed it: the
+ *        entry is in the local queue. A restarted bridge re-reads its
+ *        pending entries; with --dedup the producer table in the window
+ *        (updated through an intent record, see in_entry in in.c) drops
+ *        those already appended.
+ * Files: window.c (the window, doorbells, the keeper's process), redis.c
+ * (connection, scripts), keeper.c, out.c, in.c, main.c (arguments, start).
+ * tests/model/bridge.pml is the Spin model of this protocol.
  *
  * Stream entries: p (out bridge id, 16 hex), e (epoch: how many bridges have
  * adopted that window), s (sequence of the first message, from 1), n (message
