@@ -429,7 +429,12 @@ static int in_claim(struct bridge *b, struct in_state *s)
 		return -EIO;
 	int seen = 0;
 	if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
+		/* Claimed entries are not our pending list: they must not move
+		 * where its re-reading resumes. */
+		bool pending = s->reading_pending;
+		s->reading_pending = false;
 		seen = in_entries(b, s, r->element[1]);
+		s->reading_pending = pending;
 		if (seen > 0)
 			say("claimed %d entr%s left by a dead bridge", seen, seen == 1 ? "y" : "ies");
 	}
