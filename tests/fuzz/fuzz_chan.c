@@ -107,6 +107,7 @@
 #include <unistd.h>
 
 #include "fuzz_common.h" /* struct input, u8() .. u64(), mix() */
+#include "fuzz_arena.h"  /* struct blk, class_size, arena_blocks, arena_word */
 
 #define MAX_OPS 96
 #define MAX_BLOCKS 4096
@@ -121,8 +122,6 @@
 #define NKIDS 4     /* dead children per template, at most */
 #define BUF (64u << 10)
 #define BIG (3u << 20) /* a message no heap here holds */
-#define M_HELD (1u << 30)        /* mutex.c */
-#define SMALL_CLASSES 15u        /* heap.c */
 #define PID_MASK ((1ull << 22) - 1) /* part.c */
 #define WIDE_GEN_MASK ((1u << 20) - 1)
 #define NOT_READY INT64_MIN
@@ -227,10 +226,6 @@ struct hnd {
 	int opened;   /* the end's roles when this handle opened it (-EBADF) */
 };
 
-struct blk {
-	uint64_t off; /* payload offset */
-	uint64_t size;
-};
 
 /* A template: the bytes of the heap, its model and its dead. */
 struct tmpl {
@@ -360,32 +355,14 @@ static uint64_t obj_by_name(struct fz *f, const char *name)
 	return 0;
 }
 
-static uint64_t class_size(unsigned c) /* as heap.c */
-{
-	if (c < SMALL_CLASSES)
-		return 32 + 16 * (uint64_t)c;
-	unsigned k = c - SMALL_CLASSES;
-	uint64_t base = 256ull << (k / 4);
-	return base + base / 4 * (k % 4 + 1);
-}
 
 /* The blocks carved so far, from the arena's start to brk (before any
  * patch: the header is never patched, but a block's class may be). */
 static void collect(struct fz *f)
 {
-	f->nblocks = 0;
-	uint64_t off = f->g.arena_off, brk = atomic_load(&hdr(f)->brk);
-	in_seg(f, off, 0);
-	if (brk > f->size)
-		brk = f->size;
-	while (off + sizeof(struct heap_block) <= brk && f->nblocks < MAX_BLOCKS) {
-		struct heap_block *b = (struct heap_block *)(f->seg + off);
-		if (b->cls >= HEAP_CLASSES)
-			break;
-		uint64_t size = class_size(b->cls);
-		f->blocks[f->nblocks++] = (struct blk){ off + sizeof(*b), size - sizeof(*b) };
-		off += size;
-	}
+	in_seg(f, f->g.arena_off, 0);
+	f->nblocks = arena_blocks(f->seg, f->size, f->g.arena_off, atomic_load(&hdr(f)->brk),
+				  f->blocks, MAX_BLOCKS);
 }
 
 static void hot_add(struct fz *f, uint64_t off)
@@ -1048,20 +1025,8 @@ static uint64_t value(struct fz *f, struct input *in, uint64_t cur)
 	unsigned s = u8(in);
 	int64_t delta = (int64_t)(s >> 4) - 8;
 	switch (s % 17) {
-	case 0: return u64(in);
-	case 1: return u8(in);
-	case 2: return f->nblocks ? f->blocks[u16(in) % f->nblocks].off + (uint64_t)(delta * 8) : 0;
-	case 3: return f->nblocks ? f->blocks[u16(in) % f->nblocks].off - 16 : 0;
-	case 4: return 0;
-	case 5: return ~0ull;
-	case 6: return (uint64_t)INT64_MAX;
-	case 7: return (uint64_t)INT64_MIN;
-	case 8: return M_HELD | (u32(in) & (M_HELD - 1));
-	case 9: return cur + (uint64_t)delta;
-	case 10: return cur ^ (1ull << (u8(in) % 64));
-	case 11: return f->map_size - 8 * (1 + u8(in));
-	case 12: return 1ull << (u8(in) % 64);
-	case 13: return (uint64_t)(int64_t)(int8_t)u8(in);
+	default: /* 0 .. 13 */
+		return arena_word(in, s % 17, delta, cur, f->blocks, f->nblocks, f->map_size);
 	case 14: return f->nhot ? f->hot[u8(in) % f->nhot] + (uint64_t)(delta * 8) : 0;
 	case 15: { /* a waiter's state, its owner kept */
 		static const uint32_t st[10] = { ST_WAITING, ST_WAITING | ST_PARKED, ST_FIRED, ST_CLOSED,
@@ -1071,7 +1036,7 @@ static uint64_t value(struct fz *f, struct input *in, uint64_t cur)
 		unsigned a = u8(in);
 		return (cur & ~0xffffffffull) | st[a % 10] | (uint32_t)(a / 10 % 10) << 8;
 	}
-	default: { /* a buffer word: first << 32 | count */
+	case 16: { /* a buffer word: first << 32 | count */
 		unsigned a = u8(in);
 		uint64_t first = a & 1 ? u32(in) : (a >> 2) & 7, count = a & 2 ? u32(in) : a >> 5;
 		return first << 32 | count;

@@ -54,6 +54,7 @@
 #include <unistd.h>
 
 #include "fuzz_common.h" /* struct input, u8() .. u64(), mix() */
+#include "fuzz_arena.h"  /* struct blk, class_size, arena_blocks, arena_word */
 
 #define MAX_OPS 96
 #define MAX_BLOCKS 4096
@@ -61,8 +62,6 @@
 #define NKEYS 80u
 #define MAX_LIST 600u /* the model follows the list up to this length */
 #define BUF (64u << 10)
-#define M_HELD (1u << 30)            /* mutex.c */
-#define SMALL_CLASSES 15u            /* heap.c */
 
 /* ----------------------------------------------------------------- input -- */
 
@@ -149,10 +148,6 @@ static struct val val_of(struct input *in)
 
 /* ------------------------------------------------------------------ state -- */
 
-struct blk {
-	uint64_t off; /* payload offset */
-	uint64_t size;
-};
 
 struct fz {
 	unsigned char *seg; /* the file, mapped for patching */
@@ -186,31 +181,13 @@ static struct seg_part *parts(struct fz *f)
 	return (struct seg_part *)(f->seg + f->g.parts_off);
 }
 
-static uint64_t class_size(unsigned c) /* as heap.c */
-{
-	if (c < SMALL_CLASSES)
-		return 32 + 16 * (uint64_t)c;
-	unsigned k = c - SMALL_CLASSES;
-	uint64_t base = 256ull << (k / 4);
-	return base + base / 4 * (k % 4 + 1);
-}
 
 /* The blocks carved so far, from the arena's start to brk (as built, before
  * any patch: the header is never patched, but a block's class may be). */
 static void collect(struct fz *f)
 {
-	f->nblocks = 0;
-	uint64_t off = f->g.arena_off, brk = atomic_load(&hdr(f)->brk);
-	if (brk > f->size)
-		brk = f->size;
-	while (off + sizeof(struct heap_block) <= brk && f->nblocks < MAX_BLOCKS) {
-		struct heap_block *b = (struct heap_block *)(f->seg + off);
-		if (b->cls >= HEAP_CLASSES)
-			break;
-		uint64_t size = class_size(b->cls);
-		f->blocks[f->nblocks++] = (struct blk){ off + sizeof(*b), size - sizeof(*b) };
-		off += size;
-	}
+	f->nblocks = arena_blocks(f->seg, f->size, f->g.arena_off, atomic_load(&hdr(f)->brk),
+				  f->blocks, MAX_BLOCKS);
 }
 
 static int model_len(struct fz *f)
@@ -310,23 +287,8 @@ static void patch_at(struct fz *f, struct input *in, uint64_t off, unsigned len)
 static uint64_t value(struct fz *f, struct input *in, uint64_t cur)
 {
 	unsigned s = u8(in);
-	int64_t delta = (int64_t)(s >> 4) - 8;
-	switch (s % 14) {
-	case 0: return u64(in);
-	case 1: return u8(in);
-	case 2: return f->nblocks ? f->blocks[u16(in) % f->nblocks].off + (uint64_t)(delta * 8) : 0;
-	case 3: return f->nblocks ? f->blocks[u16(in) % f->nblocks].off - 16 : 0;
-	case 4: return 0;
-	case 5: return ~0ull;
-	case 6: return (uint64_t)INT64_MAX;
-	case 7: return (uint64_t)INT64_MIN;
-	case 8: return M_HELD | (u32(in) & (M_HELD - 1));
-	case 9: return cur + (uint64_t)delta;
-	case 10: return cur ^ (1ull << (u8(in) % 64));
-	case 11: return f->size - 8 * (1 + u8(in));
-	case 12: return 1ull << (u8(in) % 64);
-	default: return (uint64_t)(int64_t)(int8_t)u8(in);
-	}
+	return arena_word(in, s % ARENA_WORDS, (int64_t)(s >> 4) - 8, cur, f->blocks, f->nblocks,
+			  f->size);
 }
 
 static void one_patch(struct fz *f, struct input *in, unsigned op)

@@ -56,13 +56,13 @@
 #include <unistd.h>
 
 #include "fuzz_common.h" /* struct input, u8() .. u64(), mix() */
+#include "fuzz_arena.h"  /* class_size, M_HELD */
 
 #define MAX_OPS 64
 #define MAX_HANDLES 16
 #define MAX_KNOWN 64
 #define MAX_RAW 8
 #define FILE_LIMIT (64ull << 20) /* RLIMIT_FSIZE */
-#define M_HELD (1u << 30)        /* mutex.c */
 #define PID_MASK ((1ull << 22) - 1) /* part.c: id = pid | roles << 22 | start << 24 */
 #define DEAD_SLOT 7u             /* the creator's anonymous objects stay held by it */
 
@@ -175,15 +175,6 @@ static unsigned bucket_of(const char *name) /* as heap.c */
 	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
 		h = (h ^ *p) * 16777619u;
 	return h % HEAP_BUCKETS;
-}
-
-static uint64_t class_size(unsigned c) /* as heap.c */
-{
-	if (c < 15)
-		return 32 + 16 * (uint64_t)c;
-	unsigned k = c - 15;
-	uint64_t base = 256ull << (k / 4);
-	return base + base / 4 * (k % 4 + 1);
 }
 
 /* An object of the mapped file at off, if its header lies inside it. */
