@@ -717,10 +717,10 @@ static bool guard_result_ok(const struct shmq_guard *g)
 	return one_of(g->result, 7, 0, -EPIPE, -ECANCELED, -EBADF, -EMSGSIZE, -ENOSPC, -EPROTO);
 }
 
-/* shmq_alt over gs, checked. */
-static int do_alt(struct fz *f, const struct gspec *gs, unsigned n, int flags, int64_t tmo)
+/* The guards of gs, into g: read buffers filled with 0xa5 (a guard that did
+ * not fire must leave them so), write buffers with each spec's message. */
+static void guards_of(struct fz *f, const struct gspec *gs, unsigned n, struct shmq_guard *g)
 {
-	struct shmq_guard g[MAX_G];
 	for (unsigned i = 0; i < n; i++) {
 		const struct gspec *s = &gs[i];
 		g[i] = (struct shmq_guard){ .chan = f->hd[s->h].c, .op = s->op, .result = SENTINEL };
@@ -733,6 +733,13 @@ static int do_alt(struct fz *f, const struct gspec *gs, unsigned n, int flags, i
 			g[i].wlen = s->len;
 		}
 	}
+}
+
+/* shmq_alt over gs, checked. */
+static int do_alt(struct fz *f, const struct gspec *gs, unsigned n, int flags, int64_t tmo)
+{
+	struct shmq_guard g[MAX_G];
+	guards_of(f, gs, n, g);
 	unsigned fair_before = fair;
 	int ret = shmq_alt(g, n, flags, tmo);
 	if (flags == SHMQ_ALT_FAIR && ret >= 0)
@@ -1246,22 +1253,27 @@ static void op_write(struct fz *f, struct input *in)
 		do_write(f, h, seed, len, tmo);
 }
 
+/* One guard from the input: read or write, on which handle, with what
+ * message or capacity. false: no handle to use. */
+static bool gspec_of(struct fz *f, struct input *in, struct gspec *g)
+{
+	unsigned b = u8(in);
+	*g = (struct gspec){ .h = pick_h(f, in), .op = b & 1 ? SHMQ_GUARD_WRITE : SHMQ_GUARD_READ };
+	if (b & 1)
+		msg_of(in, &g->seed, &g->len);
+	else
+		g->cap = cap_of(in);
+	return g->h >= 0;
+}
+
 static void op_alt(struct fz *f, struct input *in)
 {
 	unsigned a = u8(in), n = 1 + a % MAX_G;
 	int flags = a & 8 ? SHMQ_ALT_FAIR : SHMQ_ALT_PRI;
 	struct gspec gs[MAX_G];
-	for (unsigned i = 0; i < n; i++) {
-		unsigned b = u8(in);
-		gs[i] = (struct gspec){ .h = pick_h(f, in),
-					.op = b & 1 ? SHMQ_GUARD_WRITE : SHMQ_GUARD_READ };
-		if (b & 1)
-			msg_of(in, &gs[i].seed, &gs[i].len);
-		else
-			gs[i].cap = cap_of(in);
-		if (gs[i].h < 0)
+	for (unsigned i = 0; i < n; i++)
+		if (!gspec_of(f, in, &gs[i]))
 			return;
-	}
 	do_alt(f, gs, n, flags, timeout_of(in));
 }
 
@@ -1580,40 +1592,16 @@ static void op_partner(struct fz *f, struct input *in)
 	unsigned a = u8(in), n = 1 + a % MAX_G;
 	int flags = a & 8 ? SHMQ_ALT_FAIR : SHMQ_ALT_PRI;
 	struct gspec gs[MAX_G];
-	for (unsigned i = 0; i < n; i++) {
-		unsigned b = u8(in);
-		gs[i] = (struct gspec){ .h = pick_h(f, in),
-					.op = b & 1 ? SHMQ_GUARD_WRITE : SHMQ_GUARD_READ };
-		if (b & 1)
-			msg_of(in, &gs[i].seed, &gs[i].len);
-		else
-			gs[i].cap = cap_of(in);
-		if (gs[i].h < 0)
+	for (unsigned i = 0; i < n; i++)
+		if (!gspec_of(f, in, &gs[i]))
 			return;
-	}
-	unsigned b = u8(in);
 	struct partner p = { .f = f, .gs = gs, .n = n, .tag = heap_owner(f->h), .rbuf = hb };
-	p.h = (struct gspec){ .h = pick_h(f, in), .op = b & 1 ? SHMQ_GUARD_WRITE : SHMQ_GUARD_READ };
-	if (b & 1)
-		msg_of(in, &p.h.seed, &p.h.len);
-	else
-		p.h.cap = cap_of(in);
-	if (p.h.h < 0)
+	if (!gspec_of(f, in, &p.h))
 		return;
 	p.c = f->hd[p.h.h].c;
 	p.wbuf = msg_bytes(p.h.seed, p.h.len, hw);
 	struct shmq_guard g[MAX_G];
-	for (unsigned i = 0; i < n; i++) {
-		g[i] = (struct shmq_guard){ .chan = f->hd[gs[i].h].c, .op = gs[i].op, .result = SENTINEL };
-		if (gs[i].op == SHMQ_GUARD_READ) {
-			memset(rb[i], 0xa5, 64);
-			g[i].rbuf = rb[i];
-			g[i].rcap = gs[i].cap;
-		} else {
-			g[i].wbuf = msg_bytes(gs[i].seed, gs[i].len, wb[i]);
-			g[i].wlen = gs[i].len;
-		}
-	}
+	guards_of(f, gs, n, g);
 	pthread_t t;
 	if (pthread_create(&t, NULL, partner_main, &p))
 		die("pthread_create", errno);
