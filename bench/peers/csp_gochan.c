@@ -295,6 +295,18 @@ static ssize_t try_recv(struct gc *x, int ci, void *buf, size_t cap, int *woke)
 	return c->closed ? -EPIPE : -EAGAIN;
 }
 
+/* What a parked reader was handed: the writer's error, or the message it
+ * copied into our buffer. */
+static ssize_t delivered(struct gc *x, struct gc_waiter *me, void *buf, size_t cap)
+{
+	if (me->rc < 0)
+		return me->rc;
+	if ((size_t)me->len > cap)
+		return -EMSGSIZE;
+	memcpy(buf, wbuf(x, x->self), (size_t)me->len);
+	return (ssize_t)me->len;
+}
+
 static ssize_t gc_recv(void *ctx, int ci, void *buf, size_t cap)
 {
 	struct gc *x = ctx;
@@ -315,12 +327,7 @@ static ssize_t gc_recv(void *ctx, int ci, void *buf, size_t cap)
 	if (rc < 0)
 		return rc;
 	park(me);
-	if (me->rc < 0)
-		return me->rc;
-	if ((size_t)me->len > cap)
-		return -EMSGSIZE;
-	memcpy(buf, wbuf(x, x->self), (size_t)me->len);
-	return (ssize_t)me->len;
+	return delivered(x, me, buf, cap);
 }
 
 static int gc_close(void *ctx, int ci)
@@ -398,12 +405,7 @@ static ssize_t gc_select(void *ctx, const int *chs, int n, void *buf, size_t cap
 		}
 	*fired = me->fired;
 	x->last_fired = chs[me->fired];
-	if (me->rc < 0)
-		return me->rc;
-	if ((size_t)me->len > cap)
-		return -EMSGSIZE;
-	memcpy(buf, wbuf(x, x->self), (size_t)me->len);
-	return (ssize_t)me->len;
+	return delivered(x, me, buf, cap);
 }
 
 static int gc_worker(void *ctx, struct csp_worker *w)
