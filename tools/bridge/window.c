@@ -201,8 +201,7 @@ int keeper_spawn(struct bridge *b)
 		if (k == 0) {
 			/* Nothing of ours but stdio: no Redis socket (see
 			 * redis_connect), no heap fd. */
-			for (int fd = 3; fd < 1024; fd++)
-				close(fd);
+			close_range(3, ~0u, 0); /* every fd, not the first 1024 */
 			execl(b->self_path, "shmq-bridge", "keeper", b->win.heap_name, (char *)NULL);
 			_exit(127);
 		}
