@@ -123,12 +123,12 @@ static void efd_signal_all(struct seg *s)
 	pthread_mutex_unlock(&s->efd_lock);
 }
 
-void efd_notify_data(struct seg *s)
+void efd_notify_data(struct seg *s, int n)
 {
 	_Atomic uint32_t *ec = &s->hdr->ec_data;
-	if (!(atomic_load_explicit(ec, memory_order_seq_cst) & EC_WAITERS_BIT))
+	bool armed = n == EFD_ALL ? ec_notify(ec) : ec_notify_n(ec, n);
+	if (!armed)
 		return;
-	ec_wake_all(ec);
 	for (unsigned i = 0; i < SEG_EFDS; i++)
 		if (atomic_load_explicit(&s->hdr->efd_reg[i], memory_order_relaxed)) {
 			efd_signal_all(s);

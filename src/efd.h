@@ -15,6 +15,7 @@
 
 #include "seg.h"
 
+#include <limits.h>
 #include <stdint.h>
 
 void efd_init(struct seg *s);
@@ -24,9 +25,12 @@ void efd_fini(struct seg *s);
  * Returns 0; -EUSERS (SEG_EFDS registrations already). */
 int efd_register(struct seg *s, int slot, uint32_t tag, int fd);
 void efd_unregister(struct seg *s, int slot, uint32_t tag);
-/* Wake consumers parked on ec_data and signal the registered eventfds, if
- * anyone is parked or armed. One load when nobody is. */
-void efd_notify_data(struct seg *s);
+/* n messages (EFD_ALL: end of data, or a change every waiter must see) came
+ * in: wake n of the consumers parked in a get and every other waiter on
+ * ec_data, and signal the registered eventfds if one is armed. One load when
+ * nobody waits. */
+#define EFD_ALL INT_MAX
+void efd_notify_data(struct seg *s, int n);
 /* Make eventfd fd readable. */
 void efd_kick(int fd);
 

@@ -4,6 +4,7 @@
 #include "part.h"
 #include "ring.h"
 #include "seg.h"
+#include "testhook.h"
 #include "wait.h"
 
 #include <errno.h>
@@ -137,7 +138,7 @@ static void members_changed(struct part_table *t, int dropped)
 {
 	struct seg *s = table_seg(t);
 	if (dropped & SHMQ_WR)
-		efd_notify_data(s); /* end of data, for eventfd users too */
+		efd_notify_data(s, EFD_ALL); /* end of data, for eventfd users too */
 	if (dropped & SHMQ_RD) {
 		ec_notify(&s->hdr->ec_room);
 		ec_notify(&s->hdr->ec_done); /* a departed consumer's items are now lost */
@@ -370,7 +371,7 @@ static int attempt(struct shmq_queue *q, const struct op *op, struct ring_block 
 			return ring_try_reserve(r, q->tag, op->len, op->sp, b);
 		res = ring_try_put(r, q->tag, op->msgs, op->n, op->all, b);
 		if (res > 0)
-			efd_notify_data(&q->seg);
+			efd_notify_data(&q->seg, res);
 		return res;
 	}
 	for (int look = 0;; look++) {
@@ -382,8 +383,10 @@ static int attempt(struct shmq_queue *q, const struct op *op, struct ring_block 
 		if (look)
 			return -EPIPE;
 	}
-	if ((res > 0 && op->kind == OP_GET) || res == -EPROTO) /* a dropped message frees room */
-		ec_notify(&h->ec_room);
+	if (res > 0 && op->kind == OP_GET)
+		ec_notify_n(&h->ec_room, res);
+	else if (res == -EPROTO) /* a dropped message frees room */
+		ec_notify_n(&h->ec_room, 1);
 	return res;
 }
 
@@ -416,7 +419,7 @@ static void check_peers(struct shmq_queue *q, const struct op *op, const struct 
 		return;
 	part_sweep(&q->seg.pt, op_produces(op) ? SHMQ_RD : SHMQ_WR, CHECK_NS);
 	if (ring_recover(&q->ring, &q->seg, b)) {
-		efd_notify_data(&q->seg);
+		efd_notify_data(&q->seg, EFD_ALL);
 		ec_notify(&q->seg.hdr->ec_room);
 		ec_notify(&q->seg.hdr->ec_done);
 	}
@@ -447,6 +450,16 @@ static int queue_wait(struct shmq_queue *q, const struct op *op, int64_t timeout
 	return r;
 }
 
+/* A parked waiter that was woken for an item and leaves without taking one
+ * (a get whose buffer is too small, a put that no longer fits) hands the
+ * wake-up on: one waiter is woken per item (ec_prepare_one). */
+static int leave_woken(_Atomic uint32_t *ec, bool woken, int r)
+{
+	if (woken && r < 0 && r != -ETIMEDOUT)
+		ec_notify_n(ec, 1);
+	return r;
+}
+
 /* Try, spin, then park on the eventcount of our direction until the op
  * succeeds, fails for good, or the deadline passes. */
 static int queue_wait_body(struct shmq_queue *q, const struct op *op, int64_t timeout_ns)
@@ -463,17 +476,18 @@ static int queue_wait_body(struct shmq_queue *q, const struct op *op, int64_t ti
 	int64_t deadline = wait_deadline(timeout_ns);
 	r = spin(q, op, &b, deadline, spin_budget(q, learned));
 	spin_learn(learned, r != -EAGAIN);
-	for (;;) {
+	for (bool woken = false;; woken = true) {
 		if (r != -EAGAIN)
-			return r;
+			return leave_woken(ec, woken, r);
 		check_peers(q, op, &b);
-		uint32_t key = ec_prepare(ec);
+		uint32_t key = ec_prepare_one(ec);
 		r = attempt(q, op, &b);
 		if (r != -EAGAIN)
-			return r;
+			return leave_woken(ec, woken, r);
 		if (wait_expired(deadline))
 			return -ETIMEDOUT;
-		ec_wait(ec, key, wait_slice(deadline, CHECK_NS));
+		if (ec_wait(ec, key, wait_slice(deadline, CHECK_NS)) == 0)
+			TEST_HOOK(SHMQ_HOOK_QUEUE_WOKEN);
 		r = spin(q, op, &b, deadline, spin_budget(q, learned));
 	}
 }
@@ -672,7 +686,7 @@ int shmq_put_commit(shmq_queue *q, shmq_slot *slot)
 	    slot->len > q->ring.cell_size - CELL_HEAD || slot->len > q->ring.msg_max)
 		return -EINVAL;
 	ring_commit(&q->ring, slot_span(slot), slot->len);
-	efd_notify_data(&q->seg);
+	efd_notify_data(&q->seg, 1);
 	slot->data = NULL;
 	return 0;
 }
@@ -696,7 +710,7 @@ int shmq_get_release(shmq_queue *q, shmq_slot *slot)
 	if (!q || !slot || !ring_span_held(&q->ring, slot_span(slot), q->tag, false))
 		return -EINVAL;
 	ring_release(&q->ring, slot_span(slot));
-	ec_notify(&q->seg.hdr->ec_room);
+	ec_notify_n(&q->seg.hdr->ec_room, 1);
 	slot->data = NULL;
 	return 0;
 }

@@ -15,6 +15,8 @@ enum shmq_hook_point {
 	SHMQ_HOOK_CHAN_PROMOTE, /* a reader fired a waiting writer whose message
 				   goes into the buffer, not moved yet: a death
 				   here is rolled forward */
+	SHMQ_HOOK_QUEUE_WOKEN, /* a put or get parked on its queue came back
+				  woken (not at the end of its slice) */
 };
 
 #ifdef SHMQ_TEST_HOOKS

@@ -28,19 +28,33 @@ static inline void wait_pause(void)
 #endif
 }
 
-/* Eventcount on a shared 32-bit futex word: bit 31 says "someone may be
- * parked", bits 0..30 count notifications. A waiter calls ec_prepare(),
- * re-checks its condition (the seq_cst fence in ec_prepare orders that
- * re-check after the announcement), then ec_wait() with the key. A notifier
- * makes its condition true with a seq_cst store or RMW, then ec_notify(),
- * which costs one load and no syscall unless the bit is set. There is no
- * waiter count: a waiter killed while parked leaves at most one spurious
- * wake-up behind, never a leak. */
+/* Eventcount on a shared 32-bit futex word: bit 31 says "someone who must
+ * see every notification may be parked" (ec_prepare), bit 30 "someone of
+ * whom one per notified item is enough may be parked" (ec_prepare_one),
+ * bits 0..29 count notifications. A waiter calls ec_prepare() or
+ * ec_prepare_one(), re-checks its condition (the seq_cst fence in them orders
+ * that re-check after the announcement), then ec_wait() with the key. A
+ * notifier makes its condition true with a seq_cst store or RMW, then
+ * ec_notify() or ec_notify_n(), which cost one load and no syscall unless a
+ * bit is set. There is no waiter count: a waiter killed while parked leaves
+ * at most one spurious wake-up behind, never a leak.
+ *
+ * Wake-one (bit 30): the kernel's queue of sleepers is the count. A notifier
+ * moves the sequence (a waiter between its re-check and its FUTEX_WAIT then
+ * does not sleep) keeping the bit, and wakes n. Only a FUTEX_WAKE that finds
+ * nobody asleep clears the bit, and then wakes everyone who slipped into the
+ * kernel between that wake and the clear, so no sleeper is ever left behind
+ * a clear bit (tests/model/ring.pml). A woken waiter killed before it takes
+ * its item leaves the item to the next notification or to a sleeper's next
+ * WAIT_CHECK_NS look. */
 uint32_t ec_prepare(_Atomic uint32_t *ec);
+uint32_t ec_prepare_one(_Atomic uint32_t *ec);
 /* Park until notified or the deadline passes.
  * Returns 0 when woken or the word already moved, -ETIMEDOUT at the deadline. */
 int ec_wait(_Atomic uint32_t *ec, uint32_t key, int64_t deadline);
 void ec_wake_all(_Atomic uint32_t *ec);
+/* Wake up to n of the bit-30 waiters (see above). */
+void ec_wake_some(_Atomic uint32_t *ec, int n);
 
 /* Park on several eventcounts at once (each prepared with ec_prepare, keys
  * from it) until one is notified or the deadline passes: futex_waitv where
@@ -68,11 +82,32 @@ void wait_wake(_Atomic uint32_t *word, int n);
 bool wait_spin(bool (*try)(void *), void *arg, int64_t deadline, int64_t spin_ns);
 
 #define EC_WAITERS_BIT 0x80000000u
+#define EC_ONE_BIT 0x40000000u
+#define EC_SEQ_MASK 0x3fffffffu
 
-static inline void ec_notify(_Atomic uint32_t *ec)
+/* Wake every waiter. Returns true when ec_prepare waiters were woken (see
+ * ec_notify_n). */
+static inline bool ec_notify(_Atomic uint32_t *ec)
 {
-	if (atomic_load_explicit(ec, memory_order_seq_cst) & EC_WAITERS_BIT)
+	uint32_t w = atomic_load_explicit(ec, memory_order_seq_cst);
+	if (w & (EC_WAITERS_BIT | EC_ONE_BIT))
 		ec_wake_all(ec);
+	return w & EC_WAITERS_BIT;
+}
+
+/* n items became available: wake every ec_prepare waiter and n of the
+ * ec_prepare_one waiters. Returns true when ec_prepare waiters were woken
+ * (eventfd registrants are among them, see efd.c). */
+static inline bool ec_notify_n(_Atomic uint32_t *ec, int n)
+{
+	uint32_t w = atomic_load_explicit(ec, memory_order_seq_cst);
+	if (w & EC_WAITERS_BIT) {
+		ec_wake_all(ec);
+		return true;
+	}
+	if (w & EC_ONE_BIT)
+		ec_wake_some(ec, n);
+	return false;
 }
 
 #endif

@@ -35,14 +35,13 @@
  * producer of p needs FREE(lap), a consumer's release makes it FREE(lap + 1).
  *
  * Eventcount, as in wait.c: a futex word of a sequence and a waiters bit.
- * The model keeps the bit (ecd_w: ec_data, ecr_w: ec_room) and, instead of
- * the sequence and each waiter's key, the state of each waiter with respect
- * to its word: the C sequence only grows, so "the word still equals my key"
- * is exactly "no ec_wake_all since my ec_prepare". Waiter states:
- *   IDLE      no key (not waiting)
- *   KEYED     ec_prepare done, the word not moved since
- *   MOVED     ec_wake_all moved the word after our ec_prepare
- *   PARKED    in FUTEX_WAIT, until a FUTEX_WAKE
+ * Blocking puts and gets wait with ec_prepare_one (bit 30), so a notifier
+ * wakes one waiter per item; the word is modelled as it is, a byte of
+ * sequence * 2 + bit (ecd: ec_data, ecr: ec_room), with each waiter's key
+ * and whether it is in the kernel (parked). The sequence wraps at 128 here;
+ * a run of this model moves it far fewer times, so a key never aliases.
+ * The ec_prepare (wake-all) path of the same word is the old protocol: it
+ * only ever wakes more.
  */
 
 #define CAP 2
@@ -66,69 +65,93 @@
 #define OK 0
 #define AGAIN 1
 
-#define IDLE 0
-#define KEYED 1
-#define MOVED 2
-#define PARKED 3
 
 byte cell[CAP];          /* state words: all FREE(0) at creation */
 byte d1[CAP], d2[CAP];   /* payload: two words per cell */
 byte tail, head;         /* positions (the C index words add a count) */
-bit ecd_w, ecr_w;        /* waiters bits of ec_data and ec_room */
-byte waiter[NPROD + NCONS]; /* producers 0, 1 wait on ec_room; consumers 2, 3 on ec_data */
+byte ecd, ecr;           /* the words of ec_data and ec_room: seq * 2 + bit */
+byte key[NPROD + NCONS]; /* producers 0, 1 wait on ec_room; consumers 2, 3 on ec_data */
+bit parked[NPROD + NCONS]; /* in FUTEX_WAIT */
+bit keyed[NPROD + NCONS];  /* has a key (ec_prepare_one done since its last attempt) */
 byte got[TOTAL + 1];     /* deliveries per message value 1..TOTAL */
 
 /* ------------------------------------------------------------ wait.c -- */
 
-/* ec_prepare(): a CAS loop setting the waiters bit on the current value and
- * returning it as the key, then a seq_cst fence. A CAS loop of that shape is
- * an atomic fetch-or: one step (a failed CAS only retries with a later
- * value, which the model reaches by scheduling the step later). */
-inline ec_prepare(w, me)
+/* ec_prepare_one(): a CAS loop setting the bit unless set, the word with it
+ * as the key, then a seq_cst fence. A CAS loop of that shape is an atomic
+ * fetch-or: one step (a failed CAS only retries with a later value, which
+ * the model reaches by scheduling the step later). */
+inline ec_prepare_one(w, me)
 {
-	atomic { w = 1; waiter[me] = KEYED }
+	atomic { w = w | 1; key[me] = w; keyed[me] = 1 }
 }
 
 /* ec_wait(): FUTEX_WAIT_BITSET(word, key) parks only if the word still
  * equals the key, checked atomically with parking; returns when woken. */
-inline ec_wait(me)
+inline ec_wait(w, me)
 {
 	atomic {
+		keyed[me] = 0;
 		if
-		:: waiter[me] == KEYED -> waiter[me] = PARKED
-		:: else -> waiter[me] = IDLE     /* EAGAIN: the word moved */
+		:: w == key[me] -> parked[me] = 1
+		:: else -> skip     /* EAGAIN: the word moved */
 		fi
 	}
 }
 
-/* ec_wake_all(), for the waiters lo..hi of one word: a CAS loop that moves
- * the sequence and clears the bit (one step, as in ec_prepare), so that a
- * waiter between its re-check and its FUTEX_WAIT will not park; then, a
- * separate step, FUTEX_WAKE of everyone parked on the word. */
-inline ec_wake_all(w, lo, hi)
+/* FUTEX_WAKE(1) among the waiters lo and lo + 1 of one word: the kernel
+ * picks either sleeper; n: how many it woke. */
+inline futex_wake_one(lo, n)
 {
 	atomic {
-		w = 0;
-		k = lo;
-		do
-		:: k <= hi -> if :: waiter[k] == KEYED -> waiter[k] = MOVED :: else fi; k++
-		:: else -> k = 0; break
-		od
-	};
-	atomic {
-		k = lo;
-		do
-		:: k <= hi -> if :: waiter[k] == PARKED -> waiter[k] = IDLE :: else fi; k++
-		:: else -> k = 0; break
-		od
+		if
+		:: parked[lo] -> parked[lo] = 0; n = 1
+		:: parked[lo + 1] -> parked[lo + 1] = 0; n = 1
+		:: else -> n = 0
+		fi
 	}
 }
 
-/* ec_notify(): a seq_cst load of the word; the wake only if the bit is set. */
-inline ec_notify(w, lo, hi)
+inline futex_wake_all(lo)
+{
+	atomic { parked[lo] = 0; parked[lo + 1] = 0 }
+}
+
+/* ec_notify_n(w, 1): a seq_cst load of the word, nothing unless the bit is
+ * set; then ec_wake_some(): a CAS loop moving the sequence and keeping the
+ * bit (one step; it gives up if the bit was cleared meanwhile), FUTEX_WAKE
+ * of one, and only when that found nobody asleep, a CAS that clears the bit
+ * unless the word moved since, followed by a FUTEX_WAKE of all. */
+inline ec_notify_one(w, lo)
 {
 	if
-	:: w -> ec_wake_all(w, lo, hi)
+	:: w & 1 ->
+		atomic {
+			if
+			:: w & 1 -> w = (w + 2) % 256; moved = w
+			:: else -> moved = 0     /* cleared meanwhile: done */
+			fi
+		};
+		if
+		:: moved != 0 ->
+			futex_wake_one(lo, n);
+			if
+			:: n == 0 ->
+				atomic {
+					if
+					:: w == moved -> w = moved - 1; n = 1
+					:: else -> skip
+					fi
+				};
+				if
+				:: n == 1 -> futex_wake_all(lo)
+				:: else -> skip
+				fi
+			:: else -> skip
+			fi
+		:: else -> skip
+		fi;
+		moved = 0; n = 0
 	:: else -> skip
 	fi
 }
@@ -223,21 +246,22 @@ inline claim_get(res, pos)
 /* ----------------------------------------------------------- queue.c -- */
 
 /* A producer: shmq_put() is queue_wait() around attempt(): ring_try_put()
- * claims, copies in, publishes (seq_cst), then ec_notify(ec_data). When the
- * ring is full, queue_wait() announces itself (ec_prepare), attempts again,
+ * claims, copies in, publishes (seq_cst), then ec_notify_n(ec_data, 1). When the
+ * ring is full, queue_wait() announces itself (ec_prepare_one), attempts again,
  * and only then parks. */
 proctype producer(byte me)
 {
-	byte i, pos, res, t, s, lap, k;
+	byte i, pos, res, t, s, lap, k, moved, n;
 	for (i : 1 .. (me == 0 -> PER0 : PER1)) {
 		do
 		:: claim_put(res, pos);
 			if
-			:: res == OK -> atomic { res = 0; waiter[me] = IDLE }; break
-			:: res == AGAIN && waiter[me] == IDLE -> ec_prepare(ecr_w, me)
-			:: res == AGAIN && waiter[me] != IDLE ->
-				ec_wait(me);
-				(waiter[me] != PARKED)    /* woken */
+			:: res == OK -> atomic { res = 0; keyed[me] = 0; key[me] = 0 }; break
+			:: res == AGAIN && !keyed[me] -> ec_prepare_one(ecr, me)
+			:: res == AGAIN && keyed[me] ->
+				ec_wait(ecr, me);
+				(!parked[me]);    /* woken */
+				key[me] = 0
 			fi
 		od;
 		/* copy_in() then publish(): only the BUSY owner writes the
@@ -250,7 +274,7 @@ proctype producer(byte me)
 			cell[pos % CAP] = ST(FULL, pos / CAP);
 			pos = 0
 		};
-		ec_notify(ecd_w, NPROD, NPROD + NCONS - 1)
+		ec_notify_one(ecd, NPROD)
 	}
 }
 
@@ -258,16 +282,17 @@ proctype producer(byte me)
  * parked after everything was delivered is a valid end. */
 proctype consumer(byte me)
 {
-	byte pos, res, v1, v2, t, s, lap, k;
+	byte pos, res, v1, v2, t, s, lap, k, moved, n;
 	do
 	:: do
 		:: claim_get(res, pos);
 			if
-			:: res == OK -> atomic { res = 0; waiter[me] = IDLE }; break
-			:: res == AGAIN && waiter[me] == IDLE -> ec_prepare(ecd_w, me)
-			:: res == AGAIN && waiter[me] != IDLE ->
-				ec_wait(me);
-end_parked:			(waiter[me] != PARKED)
+			:: res == OK -> atomic { res = 0; keyed[me] = 0; key[me] = 0 }; break
+			:: res == AGAIN && !keyed[me] -> ec_prepare_one(ecd, me)
+			:: res == AGAIN && keyed[me] ->
+				ec_wait(ecd, me);
+end_parked:			(!parked[me]);
+				key[me] = 0
 			fi
 		od;
 		/* copy_out() then release(): CAS READ(lap) -> FREE(lap + 1).
@@ -286,8 +311,8 @@ end_parked:			(waiter[me] != PARKED)
 			assert(got[v1] == 1);                         /* once */
 			v1 = 0; v2 = 0; pos = 0
 		};
-		/* attempt(): a get frees room, so ec_notify(ec_room) */
-		ec_notify(ecr_w, 0, NPROD - 1)
+		/* attempt(): a get frees room, so ec_notify_n(ec_room, 1) */
+		ec_notify_one(ecr, 0)
 	od
 }
 
