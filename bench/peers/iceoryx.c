@@ -248,7 +248,7 @@ static int consumer(void *ctx, struct bench_worker *w)
 const struct bench_peer peer_iceoryx = {
 	.name = "iceoryx",
 	.label = "iceoryx pub/sub (zc)",
-	.flags = PF_MAX_1X1 | PF_NOEOF | PF_ZC,
+	.flags = PF_MAIN | PF_MAX_1X1 | PF_NOEOF | PF_ZC,
 	.skip = skip,
 	.setup = setup,
 	.producer = producer,

@@ -162,10 +162,10 @@ static const char *models(const struct bench_case *c)
 		return "JoinableQueue (SHMQ_JOINABLE): get + shmq_task_done per message, each producer "
 		       "shmq_join after its last put; time until the last join returns";
 	case CASE_CONN:
-		return "shmq_pipe(SHMQ_SIMPLEX) defaults (256 KiB ring of 256 B cells, 64 KiB chunks), "
+		return "shmq_pipe(SHMQ_SIMPLEX) defaults (1 MiB ring of 1024 1 KiB cells, 64 KiB chunks), "
 		       "shmq_send / shmq_recv";
 	case CASE_CONN_PP:
-		return "shmq_pipe duplex defaults (two 256 KiB rings of 256 B cells, 64 KiB chunks), "
+		return "shmq_pipe duplex defaults (two 1 MiB rings of 1024 1 KiB cells, 64 KiB chunks), "
 		       "shmq_send / shmq_recv";
 	default:
 		return NULL;
