@@ -1,10 +1,12 @@
 /* Promela model of shmq's enqueue/dequeue protocol (src/ring.c) and of the
  * eventcounts that park and wake its waiters (src/wait.c, src/queue.c).
  *
- * Two producers and two consumers on a ring of two cells; producer 0 puts
- * PER0 messages, producer 1 PER1 (default 2 + 1: more than the ring holds,
- * so it fills, producers park, and it wraps to lap 1). Spin explores every
- * interleaving of the steps below and checks:
+ * Two producers and two consumers on a ring of CAP cells; producer 0 puts
+ * PER0 messages, producer 1 PER1 (default: one cell, 1 + 1 messages, more
+ * than the ring holds, so it fills, a producer parks on room, consumers park
+ * on data, and it wraps to lap 1; with one wake-up per item, CAP 2 and 2 + 1
+ * messages pass 100 million states, tests/torture/README.md has that run).
+ * Spin explores every interleaving of the steps below and checks:
  *   - no torn read:  the payload is written only by the producer holding the
  *                    cell BUSY and read only by the consumer holding it READ
  *                    (asserted at each access), and the consumer reads both
@@ -36,19 +38,25 @@
  *
  * Eventcount, as in wait.c: a futex word of a sequence and a waiters bit.
  * Blocking puts and gets wait with ec_prepare_one (bit 30), so a notifier
- * wakes one waiter per item; the word is modelled as it is, a byte of
- * sequence * 2 + bit (ecd: ec_data, ecr: ec_room), with each waiter's key
- * and whether it is in the kernel (parked). The sequence wraps at 128 here;
- * a run of this model moves it far fewer times, so a key never aliases.
+ * wakes one waiter per item. Waiters and notifiers only ever compare the
+ * word with a value they read from it (a waiter's key, a notifier's moved
+ * word), and the sequence never aliases (2^30 moves), so the model keeps
+ * the bit (ecd_w: ec_data, ecr_w: ec_room) and, instead of the sequence,
+ * whether each held value still has the current sequence: key_cur[w] for
+ * waiter w's key, moved_cur[n] for notifier n's moved word. Moving the
+ * sequence makes them all stale; clearing the bit and setting it again
+ * leaves the sequence alone, so an old key matches again, as in C. A waiter
+ * parks iff its key is current and the bit set (its key has the bit).
  * The ec_prepare (wake-all) path of the same word is the old protocol: it
- * only ever wakes more.
- */
+ * only ever wakes more. */
 
-#define CAP 2
+#ifndef CAP
+#define CAP 1
+#endif
 #define NPROD 2
 #define NCONS 2
 #ifndef PER0
-#define PER0 2
+#define PER0 1
 #endif
 #ifndef PER1
 #define PER1 1
@@ -69,10 +77,13 @@
 byte cell[CAP];          /* state words: all FREE(0) at creation */
 byte d1[CAP], d2[CAP];   /* payload: two words per cell */
 byte tail, head;         /* positions (the C index words add a count) */
-byte ecd, ecr;           /* the words of ec_data and ec_room: seq * 2 + bit */
-byte key[NPROD + NCONS]; /* producers 0, 1 wait on ec_room; consumers 2, 3 on ec_data */
-bit parked[NPROD + NCONS]; /* in FUTEX_WAIT */
-bit keyed[NPROD + NCONS];  /* has a key (ec_prepare_one done since its last attempt) */
+bit ecd_w, ecr_w;        /* the bits of ec_data and ec_room */
+/* Producers 0, 1 wait on ec_room and notify ec_data; consumers 2, 3 the
+ * other way round. */
+bit keyed[NPROD + NCONS];     /* holds a key (ec_prepare_one since its last attempt) */
+bit key_cur[NPROD + NCONS];   /* ... whose sequence is the word's */
+bit parked[NPROD + NCONS];    /* in FUTEX_WAIT */
+bit moved_cur[NPROD + NCONS]; /* a notifier's moved word has the word's sequence */
 byte got[TOTAL + 1];     /* deliveries per message value 1..TOTAL */
 
 /* ------------------------------------------------------------ wait.c -- */
@@ -83,7 +94,7 @@ byte got[TOTAL + 1];     /* deliveries per message value 1..TOTAL */
  * the model reaches by scheduling the step later). */
 inline ec_prepare_one(w, me)
 {
-	atomic { w = w | 1; key[me] = w; keyed[me] = 1 }
+	atomic { w = 1; keyed[me] = 1; key_cur[me] = 1 }
 }
 
 /* ec_wait(): FUTEX_WAIT_BITSET(word, key) parks only if the word still
@@ -91,16 +102,21 @@ inline ec_prepare_one(w, me)
 inline ec_wait(w, me)
 {
 	atomic {
-		keyed[me] = 0;
 		if
-		:: w == key[me] -> parked[me] = 1
+		:: w && key_cur[me] -> parked[me] = 1
 		:: else -> skip     /* EAGAIN: the word moved */
-		fi
+		fi;
+		keyed[me] = 0; key_cur[me] = 0
 	}
 }
 
-/* FUTEX_WAKE(1) among the waiters lo and lo + 1 of one word: the kernel
- * picks either sleeper; n: how many it woke. */
+/* The waiters lo, lo + 1 and notifiers nlo, nlo + 1 of one word. */
+inline seq_moved(lo, nlo)
+{
+	key_cur[lo] = 0; key_cur[lo + 1] = 0; moved_cur[nlo] = 0; moved_cur[nlo + 1] = 0
+}
+
+/* FUTEX_WAKE(1): the kernel picks either sleeper; n: how many it woke. */
 inline futex_wake_one(lo, n)
 {
 	atomic {
@@ -117,29 +133,30 @@ inline futex_wake_all(lo)
 	atomic { parked[lo] = 0; parked[lo + 1] = 0 }
 }
 
-/* ec_notify_n(w, 1): a seq_cst load of the word, nothing unless the bit is
- * set; then ec_wake_some(): a CAS loop moving the sequence and keeping the
- * bit (one step; it gives up if the bit was cleared meanwhile), FUTEX_WAKE
- * of one, and only when that found nobody asleep, a CAS that clears the bit
- * unless the word moved since, followed by a FUTEX_WAKE of all. */
-inline ec_notify_one(w, lo)
+/* ec_notify_n(w, 1) by notifier me: a seq_cst load of the word, nothing
+ * unless the bit is set; then ec_wake_some(): a CAS loop moving the
+ * sequence and keeping the bit (one step; it gives up if the bit was
+ * cleared meanwhile), FUTEX_WAKE of one, and only when that found nobody
+ * asleep, a CAS that clears the bit unless the word moved since, followed
+ * by a FUTEX_WAKE of all. */
+inline ec_notify_one(w, lo, nlo, me)
 {
 	if
-	:: w & 1 ->
+	:: w ->
 		atomic {
 			if
-			:: w & 1 -> w = (w + 2) % 256; moved = w
-			:: else -> moved = 0     /* cleared meanwhile: done */
+			:: w -> seq_moved(lo, nlo); moved_cur[me] = 1
+			:: else -> skip     /* cleared meanwhile: done */
 			fi
 		};
 		if
-		:: moved != 0 ->
+		:: moved_cur[me] ->
 			futex_wake_one(lo, n);
 			if
 			:: n == 0 ->
 				atomic {
 					if
-					:: w == moved -> w = moved - 1; n = 1
+					:: w && moved_cur[me] -> w = 0; n = 1
 					:: else -> skip
 					fi
 				};
@@ -151,7 +168,7 @@ inline ec_notify_one(w, lo)
 			fi
 		:: else -> skip
 		fi;
-		moved = 0; n = 0
+		atomic { moved_cur[me] = 0; n = 0 }
 	:: else -> skip
 	fi
 }
@@ -251,17 +268,16 @@ inline claim_get(res, pos)
  * and only then parks. */
 proctype producer(byte me)
 {
-	byte i, pos, res, t, s, lap, k, moved, n;
+	byte i, pos, res, t, s, lap, k, n;
 	for (i : 1 .. (me == 0 -> PER0 : PER1)) {
 		do
 		:: claim_put(res, pos);
 			if
-			:: res == OK -> atomic { res = 0; keyed[me] = 0; key[me] = 0 }; break
-			:: res == AGAIN && !keyed[me] -> ec_prepare_one(ecr, me)
+			:: res == OK -> atomic { res = 0; keyed[me] = 0; key_cur[me] = 0 }; break
+			:: res == AGAIN && !keyed[me] -> ec_prepare_one(ecr_w, me)
 			:: res == AGAIN && keyed[me] ->
-				ec_wait(ecr, me);
-				(!parked[me]);    /* woken */
-				key[me] = 0
+				ec_wait(ecr_w, me);
+				(!parked[me])    /* woken */
 			fi
 		od;
 		/* copy_in() then publish(): only the BUSY owner writes the
@@ -274,7 +290,7 @@ proctype producer(byte me)
 			cell[pos % CAP] = ST(FULL, pos / CAP);
 			pos = 0
 		};
-		ec_notify_one(ecd, NPROD)
+		ec_notify_one(ecd_w, NPROD, 0, me)
 	}
 }
 
@@ -282,17 +298,16 @@ proctype producer(byte me)
  * parked after everything was delivered is a valid end. */
 proctype consumer(byte me)
 {
-	byte pos, res, v1, v2, t, s, lap, k, moved, n;
+	byte pos, res, v1, v2, t, s, lap, k, n;
 	do
 	:: do
 		:: claim_get(res, pos);
 			if
-			:: res == OK -> atomic { res = 0; keyed[me] = 0; key[me] = 0 }; break
-			:: res == AGAIN && !keyed[me] -> ec_prepare_one(ecd, me)
+			:: res == OK -> atomic { res = 0; keyed[me] = 0; key_cur[me] = 0 }; break
+			:: res == AGAIN && !keyed[me] -> ec_prepare_one(ecd_w, me)
 			:: res == AGAIN && keyed[me] ->
-				ec_wait(ecd, me);
-end_parked:			(!parked[me]);
-				key[me] = 0
+				ec_wait(ecd_w, me);
+end_parked:			(!parked[me])
 			fi
 		od;
 		/* copy_out() then release(): CAS READ(lap) -> FREE(lap + 1).
@@ -312,7 +327,7 @@ end_parked:			(!parked[me]);
 			v1 = 0; v2 = 0; pos = 0
 		};
 		/* attempt(): a get frees room, so ec_notify_n(ec_room, 1) */
-		ec_notify_one(ecr, 0)
+		ec_notify_one(ecr_w, 0, NPROD, me)
 	od
 }
 
