@@ -191,6 +191,7 @@ void ring_init(struct ring *r, const struct seg *s)
 	r->max_cells = seg_cells_for(s->geom.msg_max, s->geom.cell_size);
 	r->span_max = r->mask + 1 < K_MASK ? r->mask + 1 : K_MASK;
 	r->one_max = r->msg_max < per_cell(r) ? r->msg_max : (uint32_t)per_cell(r);
+	atomic_init(&r->put_ready, false);
 }
 
 /* Compare-and-swap a 64-bit index once; failure means someone helped. */
@@ -279,18 +280,50 @@ static void copy_out(const struct ring *r, struct cursor c, void *buf, size_t le
 
 /* ------------------------------------------------------------- producers -- */
 
+static inline void room_hint(struct ring *r, bool found)
+{
+	if (atomic_load_explicit(&r->put_ready, memory_order_relaxed) != found)
+		atomic_store_explicit(&r->put_ready, found, memory_order_relaxed);
+}
+
+/* The cells at pos, tail t, are ours now (busy): move tail past them, unless
+ * someone helped already. Returns m, the messages they are for. */
+static inline int put_claimed(struct ring *r, uint64_t t, uint64_t pos, uint64_t busy, unsigned m,
+			      struct ring_span *sp)
+{
+	idx_help(&r->hdr->tail, t, st_k(busy));
+	*sp = (struct ring_span){ .pos = pos, .held = busy };
+	TEST_HOOK(SHMQ_HOOK_PUT_CLAIMED);
+	room_hint(r, true);
+	return (int)m;
+}
+
 /* Claim cells at tail for up to n messages of the given lengths (all: exactly
  * n). Returns the count claimed, with *sp the range; -EAGAIN, -EPROTO. */
-static inline int claim_put(const struct ring *r, uint32_t tag, const struct iovec *msgs,
+static inline int claim_put(struct ring *r, uint32_t tag, const struct iovec *msgs,
 			    unsigned n, bool all, struct ring_span *sp, struct ring_block *b)
 {
 	_Atomic uint64_t *tail = &r->hdr->tail;
 	uint64_t t = atomic_load_explicit(tail, memory_order_acquire);
+	/* One one-cell message after a put that found room: claim the cell at
+	 * tail as if it were free; a failed CAS reads it like a load would. */
+	bool eager = n == 1 && cells_for(r, msgs[0].iov_len) == 1 &&
+		     atomic_load_explicit(&r->put_ready, memory_order_relaxed);
 
 	for (;;) {
 		uint64_t pos = idx_pos(t), lap = lap_of(r, pos);
 		struct seg_cell *c = cell(r, pos);
-		uint64_t s = load_state(c);
+		uint64_t s = free_state(r, pos);
+		if (eager) {
+			uint64_t busy = st_make(ST_BUSY, lap, 1, tag);
+			eager = false;
+			if (atomic_compare_exchange_strong_explicit(&c->state, &s, busy,
+								    memory_order_acquire,
+								    memory_order_acquire))
+				return put_claimed(r, t, pos, busy, 1, sp);
+		} else {
+			s = load_state(c);
+		}
 
 		if (s == free_state(r, pos)) {
 			/* How many messages fit in the free run from pos. */
@@ -300,16 +333,13 @@ static inline int claim_put(const struct ring *r, uint32_t tag, const struct iov
 			if (m && (m == n || !all) &&
 			    atomic_compare_exchange_strong_explicit(&c->state, &s, busy,
 								    memory_order_acquire,
-								    memory_order_relaxed)) {
-				idx_help(tail, t, cells);
-				*sp = (struct ring_span){ .pos = pos, .held = busy };
-				TEST_HOOK(SHMQ_HOOK_PUT_CLAIMED);
-				return (int)m;
-			}
+								    memory_order_relaxed))
+				return put_claimed(r, t, pos, busy, m, sp);
 			uint64_t t2 = atomic_load_explicit(tail, memory_order_acquire);
 			if (t2 == t && (!m || (all && m < n))) {
 				b->pos = stop;
 				b->state = load_state(cell(r, b->pos));
+				room_hint(r, false);
 				return -EAGAIN;
 			}
 			t = t2;
@@ -333,6 +363,7 @@ static inline int claim_put(const struct ring *r, uint32_t tag, const struct iov
 			return -EPROTO;
 		b->pos = pos;
 		b->state = s;
+		room_hint(r, false);
 		return -EAGAIN;
 	}
 }
