@@ -27,7 +27,7 @@ struct ring {
 	 * the cell at tail from the free state it expects, which takes the
 	 * line for writing in one coherence round trip, where a load then a
 	 * CAS costs two (the line comes shared, then is upgraded): 8 B puts
-	 * 1.06-1.26x faster (bench/RESULTS.md). After a put that found the
+	 * 1.06-1.6x faster (bench/RESULTS.md). After a put that found the
 	 * ring full it loads first, so that polling does not take the line
 	 * from the consumer releasing it. Written by the handle's users
 	 * (relaxed: a hint, process-local). The same on the get side (an RMW

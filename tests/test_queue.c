@@ -319,6 +319,78 @@ Test(wake, one_put_wakes_one_of_many_parked_consumers, .timeout = T_TIMEOUT(30))
 	shmq_queue_close(q);
 }
 
+/* A woken consumer whose buffer is too small for the message it was woken
+ * for (-EMSGSIZE) hands the wake-up on: the consumer parked behind it is
+ * woken at once, not at the end of its next 50 ms slice (which would not
+ * count as woken). The small one parks first, so FUTEX_WAKE picks it. */
+struct picky {
+	shmq_queue *q;
+	_Atomic uint32_t ready[2], done[2];
+	_Atomic uint32_t woken[2];
+	_Atomic int64_t ret[2];
+	size_t cap[2];
+};
+
+static struct picky *picky_of;
+static unsigned picky_me;
+
+static void count_picky_woken(enum shmq_hook_point where)
+{
+	if (where == SHMQ_HOOK_QUEUE_WOKEN)
+		atomic_fetch_add(&picky_of->woken[picky_me], 1);
+}
+
+static int picky_consumer(struct picky *p, unsigned me)
+{
+	picky_of = p;
+	picky_me = me;
+	shmq_test_hook = count_picky_woken;
+	shmq_queue_shutdown(p->q, SHMQ_WR);
+	t_post(&p->ready[me]);
+	unsigned char buf[256];
+	p->ret[me] = shmq_get(p->q, buf, p->cap[me], -1);
+	t_post(&p->done[me]);
+	return 0;
+}
+
+static int picky_small(void *arg)
+{
+	return picky_consumer(arg, 0);
+}
+
+static int picky_big(void *arg)
+{
+	return picky_consumer(arg, 1);
+}
+
+Test(wake, woken_get_too_small_hands_the_wakeup_on, .timeout = T_TIMEOUT(30))
+{
+	shmq_queue *q = mkq(0, 0);
+	struct picky *p = t_shared(sizeof(*p));
+	cr_assert_not_null(p);
+	p->q = q;
+	p->cap[0] = 16;
+	p->cap[1] = 256;
+	pid_t small = t_fork(picky_small, p);
+	cr_assert_eq(t_await(&p->ready[0], 1, LIVE), 0);
+	cr_assert_eq(t_wait_sleeping(small, LIVE), 0);
+	pid_t big = t_fork(picky_big, p);
+	cr_assert_eq(t_await(&p->ready[1], 1, LIVE), 0);
+	cr_assert_eq(t_wait_sleeping(big, LIVE), 0);
+	put_ok(q, 2, 0, 100);
+	cr_assert_eq(t_await(&p->done[1], 1, LIVE), 0, "the big consumer never got the message");
+	cr_assert_eq(p->ret[1], 100, "big consumer: %lld", (long long)p->ret[1]);
+	cr_assert_geq(atomic_load(&p->woken[1]), 1,
+		      "the big consumer found the message at its slice's end: nobody woke it");
+	int st;
+	cr_assert_eq(t_wait(big, &st, LIVE), 0);
+	shmq_queue_close(q); /* our producer role: the small one sees the end */
+	cr_assert_eq(t_await(&p->done[0], 1, LIVE), 0);
+	cr_assert(p->ret[0] == -EMSGSIZE || p->ret[0] == -EPIPE, "small consumer: %lld",
+		  (long long)p->ret[0]);
+	cr_assert_eq(t_wait(small, &st, LIVE), 0);
+}
+
 /* ------------------------------------------------------------------ EOF -- */
 
 enum how_gone { BY_CLOSE, BY_SHUTDOWN };
