@@ -53,7 +53,9 @@ uint32_t ec_prepare_one(_Atomic uint32_t *ec);
  * Returns 0 when woken or the word already moved, -ETIMEDOUT at the deadline. */
 int ec_wait(_Atomic uint32_t *ec, uint32_t key, int64_t deadline);
 void ec_wake_all(_Atomic uint32_t *ec);
-/* Wake up to n of the bit-30 waiters (see above). */
+/* Wake up to n of the bit-30 waiters (see above); when it woke one, yield
+ * the core, which the scheduler mostly gives the woken waiter (what a pipe's
+ * sync wake-up does). */
 void ec_wake_some(_Atomic uint32_t *ec, int n);
 
 /* Park on several eventcounts at once (each prepared with ec_prepare, keys
