@@ -380,6 +380,14 @@ static int attempt(struct shmq_queue *q, const struct op *op, struct ring_block 
 		 * may have landed after our first look at the ring. */
 		if (res != -EAGAIN || !role_gone(q, SHMQ_WR))
 			break;
+		/* A producer that died holding a claim holds back every message
+		 * put behind it: take its cells back (its message becomes a
+		 * skipped one) and look again, before calling it the end. Each
+		 * recovery changes a cell for good, so this ends. */
+		if (ring_recover(r, &q->seg, b)) {
+			look = -1;
+			continue;
+		}
 		if (look)
 			return -EPIPE;
 	}

@@ -420,6 +420,47 @@ static int later_producer(void *arg)
 	return shmq_queue_close(s->q);
 }
 
+/* The end of data comes while a dead producer's claim is at head, its slot
+ * already reaped (here by a stat): the messages put behind it are still
+ * delivered, then -EPIPE. */
+Test(hook, producer_killed_at_claim_before_the_end_holds_back_nothing, .timeout = T_TIMEOUT(60))
+{
+	shmq_queue *q = mkq(0, 0);
+	struct crash_sh *s = t_shared(sizeof(*s));
+	s->q = q;
+	pid_t p = t_fork(stopping_producer, s), p2 = t_fork(later_producer, s);
+	cr_assert_eq(t_await(&s->ready, 2, LIVE), 0);
+	cr_assert_eq(shmq_queue_shutdown(q, SHMQ_WR), 0);
+	int r = t_wait_stopped(p, LIVE);
+	if (r < 0) {
+		t_kill_reap(p);
+		t_kill_reap(p2);
+	}
+	cr_assert_eq(r, 0, "producer did not stop at its hook");
+	t_set(&s->release, 1); /* the other producer queues behind it, then closes */
+	expect_status(p2, false, "second producer");
+	t_kill_reap(p); /* dies holding its claim */
+	struct shmq_stat st;
+	cr_assert_eq(shmq_queue_stat(q, &st), 0); /* reaps it: no producer is left */
+	cr_assert_eq(st.producers, 0);
+
+	static unsigned char buf[TMSG_MAX];
+	uint32_t next[2] = { 0, 0 };
+	ssize_t n;
+	while ((n = shmq_get(q, buf, sizeof(buf), LIVE)) >= 0) {
+		uint32_t prod, seq;
+		cr_assert_eq(tmsg_check(buf, (size_t)n, 2, TMSG_HDR, 300, &prod, &seq), TMSG_OK);
+		cr_assert_eq(seq, next[prod]++, "producer %u: seq %u, want %u", prod, seq,
+			     next[prod] - 1);
+	}
+	cr_assert_eq(n, -EPIPE, "%zd", n);
+	cr_assert_eq(next[0], STOP_AT, "the dead producer's messages before its claim");
+	cr_assert_eq(next[1], STOP_Q_MSGS, "messages put behind the dead claim: %u of %u",
+		     next[1], STOP_Q_MSGS);
+	cr_assert_eq(shmq_qsize(q), 0);
+	shmq_queue_close(q);
+}
+
 Test(hook, producer_sigstopped_at_put_claimed_stalls_until_sigcont, .timeout = T_TIMEOUT(60))
 {
 	shmq_queue *q = mkq(0, 0);
