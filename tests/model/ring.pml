@@ -29,7 +29,12 @@
  * out: timeouts (a C waiter also wakes every 50 ms, which would hide a lost
  * wake-up; here it sleeps until woken), the spin before parking (it only
  * repeats attempts), batches and multi-cell messages (k = 1 here), the
- * message counts in the index words, end of data, and crash recovery.
+ * message counts in the index words, end of data, crash recovery, the
+ * sched_yield after a wake-up (no effect on what happens, only when), and
+ * a woken waiter's hand-on of its wake-up when it leaves with an error (no
+ * call fails here). The producer's eager claim (a CAS expecting FREE(lap)
+ * with no load before it) is claim_put's read and CAS with nothing between
+ * them, an interleaving the model already has.
  *
  * Cell state, as in ring.c: kind (FREE, BUSY, FULL, READ) and lap in one
  * byte (kind * 16 + lap), so that one compare-and-swap covers both like the
