@@ -420,23 +420,48 @@ static int later_producer(void *arg)
 	return shmq_queue_close(s->q);
 }
 
+/* Fork the stopping producer and the later one on q; return once the first
+ * is stopped at its claim (we hold no producer role from then on). */
+static struct crash_sh *start_stopped(shmq_queue *q, pid_t *p, pid_t *p2)
+{
+	struct crash_sh *s = t_shared(sizeof(*s));
+	s->q = q;
+	*p = t_fork(stopping_producer, s);
+	*p2 = t_fork(later_producer, s);
+	cr_assert_eq(t_await(&s->ready, 2, LIVE), 0);
+	cr_assert_eq(shmq_queue_shutdown(q, SHMQ_WR), 0);
+	int r = t_wait_stopped(*p, LIVE);
+	if (r < 0) {
+		t_kill_reap(*p);
+		t_kill_reap(*p2);
+	}
+	cr_assert_eq(r, 0, "producer did not stop at its hook");
+	return s;
+}
+
+/* Get until the queue says otherwise, checking each producer's order;
+ * returns that last result. */
+static ssize_t get_in_order(shmq_queue *q, uint32_t next[2], int64_t timeout)
+{
+	static unsigned char buf[TMSG_MAX];
+	ssize_t n;
+	while ((n = shmq_get(q, buf, sizeof(buf), timeout)) >= 0) {
+		uint32_t prod, seq;
+		cr_assert_eq(tmsg_check(buf, (size_t)n, 2, TMSG_HDR, 300, &prod, &seq), TMSG_OK);
+		cr_assert_eq(seq, next[prod]++, "producer %u: seq %u, want %u", prod, seq,
+			     next[prod] - 1);
+	}
+	return n;
+}
+
 /* The end of data comes while a dead producer's claim is at head, its slot
  * already reaped (here by a stat): the messages put behind it are still
  * delivered, then -EPIPE. */
 Test(hook, producer_killed_at_claim_before_the_end_holds_back_nothing, .timeout = T_TIMEOUT(60))
 {
 	shmq_queue *q = mkq(0, 0);
-	struct crash_sh *s = t_shared(sizeof(*s));
-	s->q = q;
-	pid_t p = t_fork(stopping_producer, s), p2 = t_fork(later_producer, s);
-	cr_assert_eq(t_await(&s->ready, 2, LIVE), 0);
-	cr_assert_eq(shmq_queue_shutdown(q, SHMQ_WR), 0);
-	int r = t_wait_stopped(p, LIVE);
-	if (r < 0) {
-		t_kill_reap(p);
-		t_kill_reap(p2);
-	}
-	cr_assert_eq(r, 0, "producer did not stop at its hook");
+	pid_t p, p2;
+	struct crash_sh *s = start_stopped(q, &p, &p2);
 	t_set(&s->release, 1); /* the other producer queues behind it, then closes */
 	expect_status(p2, false, "second producer");
 	t_kill_reap(p); /* dies holding its claim */
@@ -444,15 +469,8 @@ Test(hook, producer_killed_at_claim_before_the_end_holds_back_nothing, .timeout 
 	cr_assert_eq(shmq_queue_stat(q, &st), 0); /* reaps it: no producer is left */
 	cr_assert_eq(st.producers, 0);
 
-	static unsigned char buf[TMSG_MAX];
 	uint32_t next[2] = { 0, 0 };
-	ssize_t n;
-	while ((n = shmq_get(q, buf, sizeof(buf), LIVE)) >= 0) {
-		uint32_t prod, seq;
-		cr_assert_eq(tmsg_check(buf, (size_t)n, 2, TMSG_HDR, 300, &prod, &seq), TMSG_OK);
-		cr_assert_eq(seq, next[prod]++, "producer %u: seq %u, want %u", prod, seq,
-			     next[prod] - 1);
-	}
+	ssize_t n = get_in_order(q, next, LIVE);
 	cr_assert_eq(n, -EPIPE, "%zd", n);
 	cr_assert_eq(next[0], STOP_AT, "the dead producer's messages before its claim");
 	cr_assert_eq(next[1], STOP_Q_MSGS, "messages put behind the dead claim: %u of %u",
@@ -464,36 +482,22 @@ Test(hook, producer_killed_at_claim_before_the_end_holds_back_nothing, .timeout 
 Test(hook, producer_sigstopped_at_put_claimed_stalls_until_sigcont, .timeout = T_TIMEOUT(60))
 {
 	shmq_queue *q = mkq(0, 0);
-	struct crash_sh *s = t_shared(sizeof(*s));
-	s->q = q;
-	pid_t p = t_fork(stopping_producer, s), p2 = t_fork(later_producer, s);
-	cr_assert_eq(t_await(&s->ready, 2, LIVE), 0);
-	cr_assert_eq(shmq_queue_shutdown(q, SHMQ_WR), 0);
-	int r = t_wait_stopped(p, LIVE);
-	if (r < 0) {
-		t_kill_reap(p);
-		t_kill_reap(p2);
-	}
-	cr_assert_eq(r, 0, "producer did not stop at its hook");
+	pid_t p, p2;
+	struct crash_sh *s = start_stopped(q, &p, &p2);
 
-	static unsigned char buf[TMSG_MAX];
-	uint32_t next[2] = { 0, 0 };
-	ssize_t n;
 	/* Everything before the stopped producer's message is there. */
-	while ((n = shmq_get(q, buf, sizeof(buf), 0)) >= 0) {
-		uint32_t prod, seq;
-		cr_assert_eq(tmsg_check(buf, (size_t)n, 2, TMSG_HDR, 300, &prod, &seq), TMSG_OK);
-		cr_assert_eq(prod, 0);
-		cr_assert_eq(seq, next[0]++);
-	}
+	uint32_t next[2] = { 0, 0 };
+	ssize_t n = get_in_order(q, next, 0);
 	cr_assert_eq(n, -EAGAIN);
 	cr_assert_eq(next[0], STOP_AT);
+	cr_assert_eq(next[1], 0);
 
 	t_set(&s->release, 1); /* the other producer queues behind it */
 	expect_status(p2, false, "second producer");
 	cr_assert_geq(shmq_qsize(q), STOP_Q_MSGS, "qsize %zd", shmq_qsize(q));
 	/* The stall: several liveness-check periods pass, the producer is alive
 	 * (stopped), its claim is not taken away, nothing is delivered. */
+	static unsigned char buf[TMSG_MAX];
 	int64_t t0 = t_now();
 	n = shmq_get(q, buf, sizeof(buf), 300 * T_MS);
 	cr_assert_eq(n, -ETIMEDOUT, "a live (stopped) producer's message was skipped: %zd", n);
@@ -502,12 +506,7 @@ Test(hook, producer_sigstopped_at_put_claimed_stalls_until_sigcont, .timeout = T
 	cr_assert(ps == 'T' || ps == 't', "producer state %c, want stopped", ps);
 
 	kill(p, SIGCONT);
-	while ((n = shmq_get(q, buf, sizeof(buf), LIVE)) >= 0) {
-		uint32_t prod, seq;
-		cr_assert_eq(tmsg_check(buf, (size_t)n, 2, TMSG_HDR, 300, &prod, &seq), TMSG_OK);
-		cr_assert_eq(seq, next[prod]++, "producer %u: seq %u, want %u", prod, seq,
-			     next[prod] - 1);
-	}
+	n = get_in_order(q, next, LIVE);
 	cr_assert_eq(n, -EPIPE, "after both producers finished: %zd", n);
 	cr_assert_eq(next[0], STOP_P_MSGS);
 	cr_assert_eq(next[1], STOP_Q_MSGS);
