@@ -458,9 +458,9 @@ static int queue_wait(struct shmq_queue *q, const struct op *op, int64_t timeout
 	return r;
 }
 
-/* A parked waiter that was woken for an item and leaves without taking one
- * (a get whose buffer is too small, a put that no longer fits) hands the
- * wake-up on: one waiter is woken per item (ec_prepare_one). */
+/* A parked waiter that was woken for an item and leaves without taking it
+ * (a get whose buffer is too small for the message, say) hands the wake-up
+ * on: only one waiter is woken per item (ec_prepare_one). */
 static int leave_woken(_Atomic uint32_t *ec, bool woken, int r)
 {
 	if (woken && r < 0 && r != -ETIMEDOUT)
