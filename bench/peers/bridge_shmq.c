@@ -215,7 +215,7 @@ static const char *models(const struct bridge_case *c)
 {
 	(void)c;
 	return "shmq queue -> shmq-bridge out (64 msgs per XADD entry) -> stream -> shmq-bridge in "
-	       "(XREADGROUP, XACK+XDEL) -> shmq queue: producer, 2 bridges, redis-server, consumer";
+	       "(XREADGROUP, XACK, XTRIM MINID) -> shmq queue: producer, 2 bridges, redis-server, consumer";
 }
 
 static const char *models_unpacked(const struct bridge_case *c)

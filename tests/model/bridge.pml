@@ -24,7 +24,8 @@
  *            any point, or never), the rest and all replies are lost.
  *   ibridge  the in bridge (bridge_in) of a group with this one consumer,
  *            --producers 1: in_recover_intent, then loops of: W_EOD read,
- *            in_send_acks (the ack script, XACK + XDEL, for the acks in
+ *            in_send_acks (the ack script, XACK, then XTRIM MINID below
+ *            the group's oldest pending entry, for the acks in
  *            hand whose position head reached); W_EOD: finish once no ack
  *            is in hand; all ENDs appended: wait; else XREADGROUP COUNT 1,
  *            its own PEL from id 0 first (reading_pending, until a read
@@ -215,7 +216,7 @@ byte slen;
 byte svis;               /* of them, visible to the in side (see init) */
 byte gnext;              /* the group's last-delivered: entries below it were read */
 bit pel[NENT];           /* in the PEL (of the one consumer) */
-bit sacked[NENT];        /* XACKed and XDELed */
+bit sacked[NENT];        /* XACKed and gone from the stream (see ack_call) */
 chan oreq = [PIPE] of { byte, byte };   /* add calls of the live connection: first, n */
 chan orep = [PIPE] of { byte, byte };   /* their replies: status, last */
 chan orphan = [PIPE * MAXKO] of { byte, byte }; /* calls of closed connections */
@@ -486,9 +487,13 @@ proctype ikeeper()
 
 #define IKILL atomic { ikills < MAXKI -> ikills++; goto ikilled }
 
-/* in_send_acks: one ack-script call (XACK + XDEL) for the acks in hand
- * whose position head has reached (k of them, the oldest); then they leave
- * the list. */
+/* in_send_acks: one ack-script call (XACK, then XTRIM MINID below the
+ * group's oldest pending entry) for the acks in hand whose position head
+ * has reached (k of them, the oldest); then they leave the list. The model
+ * drops an acked entry from the stream at once; the trim drops it when no
+ * older entry is pending, which no read can tell apart: ">" never returns a
+ * delivered entry again, and the pending list and XAUTOCLAIM hold only
+ * unacked ones. */
 inline ack_call()
 {
 	k = 0;
