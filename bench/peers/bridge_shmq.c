@@ -76,6 +76,20 @@ static void stop(pid_t pid)
 	}
 }
 
+/* Create the queue /shmqbench-br-PID-RUN-END into name (left empty when
+ * that fails, so that cleanup unlinks only what exists). */
+static int create_end(char *name, size_t cap, const char *end, const struct bridge_env *env,
+		      const struct shmq_queue_attr *a, shmq_queue **q, char *note, size_t len)
+{
+	snprintf(name, cap, "/shmqbench-br-%d-%u-%s", (int)getpid(), env->run, end);
+	int rc = shmq_queue_create(name, a, q);
+	if (rc < 0) {
+		snprintf(note, len, "create %s: %s", name, strerror(-rc));
+		name[0] = 0;
+	}
+	return rc;
+}
+
 /* batch: the out bridge's --batch (messages per stream entry). */
 static int setup_batch(const struct bridge_case *c, const struct bridge_env *env, void **ctx,
 		       char *note, size_t len, const char *batch)
@@ -91,17 +105,8 @@ static int setup_batch(const struct bridge_case *c, const struct bridge_env *env
 	struct shmq_queue_attr a;
 	geometry(c->size, &a);
 	int rc;
-	snprintf(x->src, sizeof(x->src), "/shmqbench-br-%d-%u-src", pid, env->run);
-	if ((rc = shmq_queue_create(x->src, &a, &x->qs)) < 0) {
-		snprintf(note, len, "create %s: %s", x->src, strerror(-rc));
-		x->src[0] = 0;
-		cleanup(x);
-		return rc;
-	}
-	snprintf(x->dst, sizeof(x->dst), "/shmqbench-br-%d-%u-dst", pid, env->run);
-	if ((rc = shmq_queue_create(x->dst, &a, &x->qd)) < 0) {
-		snprintf(note, len, "create %s: %s", x->dst, strerror(-rc));
-		x->dst[0] = 0;
+	if ((rc = create_end(x->src, sizeof(x->src), "src", env, &a, &x->qs, note, len)) < 0 ||
+	    (rc = create_end(x->dst, sizeof(x->dst), "dst", env, &a, &x->qd, note, len)) < 0) {
 		cleanup(x);
 		return rc;
 	}
