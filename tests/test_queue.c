@@ -252,24 +252,30 @@ struct herd {
 	_Atomic int64_t ret[HERD];
 };
 
-static struct herd *herd_of;
-static unsigned herd_me;
+/* A child counts into *woken_count (shared memory) each time a parked put
+ * or get of its comes back woken. */
+static _Atomic uint32_t *woken_count;
 
 static void count_woken(enum shmq_hook_point where)
 {
 	if (where == SHMQ_HOOK_QUEUE_WOKEN)
-		atomic_fetch_add(&herd_of->woken[herd_me], 1);
+		atomic_fetch_add(woken_count, 1);
+}
+
+static void count_woken_into(_Atomic uint32_t *count)
+{
+	woken_count = count;
+	shmq_test_hook = count_woken;
 }
 
 static int herd_consumer(void *arg)
 {
 	struct herd *h = arg;
-	herd_of = h;
-	shmq_test_hook = count_woken;
 	shmq_queue_shutdown(h->q, SHMQ_WR);
-	herd_me = atomic_fetch_add(&h->ready, 1);
+	unsigned me = atomic_fetch_add(&h->ready, 1);
+	count_woken_into(&h->woken[me]);
 	unsigned char buf[64];
-	h->ret[herd_me] = shmq_get(h->q, buf, sizeof(buf), -1);
+	h->ret[me] = shmq_get(h->q, buf, sizeof(buf), -1);
 	t_post(&h->got);
 	t_await(&h->release, 1, -1);
 	return 0;
@@ -331,20 +337,9 @@ struct picky {
 	size_t cap[2];
 };
 
-static struct picky *picky_of;
-static unsigned picky_me;
-
-static void count_picky_woken(enum shmq_hook_point where)
-{
-	if (where == SHMQ_HOOK_QUEUE_WOKEN)
-		atomic_fetch_add(&picky_of->woken[picky_me], 1);
-}
-
 static int picky_consumer(struct picky *p, unsigned me)
 {
-	picky_of = p;
-	picky_me = me;
-	shmq_test_hook = count_picky_woken;
+	count_woken_into(&p->woken[me]);
 	shmq_queue_shutdown(p->q, SHMQ_WR);
 	t_post(&p->ready[me]);
 	unsigned char buf[256];
